@@ -1,0 +1,97 @@
+"""Domain errors raised by services. Each names the problem type the till API reports
+(`till-api.md`); one exception handler maps them to RFC 9457 problem+json."""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refusal with a stable problem name, an HTTP status for the API, and extra fields."""
+
+    problem = "domain-error"
+    title = "The request was refused"
+    status = 422
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class InvalidRequest(DomainError):
+    """Input that parses but breaks a business rule (amount too high, value above bill...)."""
+
+    problem = "validation-error"
+    title = "The request is not valid"
+    status = 422
+
+    def __init__(self, detail: str = "", *, field: str = "non_field_errors", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.field = field
+
+
+class TenantCannotRedeem(DomainError):
+    problem = "tenant-cannot-redeem"
+    title = "This tenant may not redeem points"
+    status = 403
+
+
+class TenantCannotIssue(DomainError):
+    problem = "tenant-cannot-issue"
+    title = "This tenant may not issue points"
+    status = 403
+
+
+class MemberNotFound(DomainError):
+    problem = "member-not-found"
+    title = "No such member"
+    status = 404
+
+
+class MemberExists(DomainError):
+    problem = "member-exists"
+    title = "An identifier is already enrolled"
+    status = 409
+
+
+class TransactionNotFound(DomainError):
+    problem = "transaction-not-found"
+    title = "No such transaction"
+    status = 404
+
+
+class DuplicateReceipt(DomainError):
+    problem = "duplicate-receipt"
+    title = "This receipt was already posted"
+    status = 409
+
+
+class InsufficientPoints(DomainError):
+    problem = "insufficient-points"
+    title = "Not enough spendable points"
+    status = 409
+
+
+class AlreadyReversed(DomainError):
+    problem = "already-reversed"
+    title = "More than remains unreversed"
+    status = 409
+
+
+class NotReversible(DomainError):
+    problem = "not-reversible"
+    title = "This transaction cannot be reversed"
+    status = 422
+
+
+class ApprovalRequired(DomainError):
+    problem = "approval-required"
+    title = "A second staff member must approve this"
+    status = 409
+
+
+class LedgerConflict(DomainError):
+    """A cached balance moved under a lock that should have prevented it: never expected."""
+
+    problem = "try-again"
+    title = "The ledger was busy"
+    status = 503

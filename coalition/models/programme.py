@@ -1,0 +1,112 @@
+"""The programme: one points currency shared by the tenants of a mall."""
+
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class ExpiryPolicy(models.TextChoices):
+    NONE = "none", "Points never expire"
+    FIXED = "fixed", "Fixed term from the earn date"
+    CALENDAR = "calendar", "Yearly sweep of points older than N months"
+    SLIDING = "sliding", "All points expire after N months without activity"
+
+
+class BreakagePolicy(models.TextChoices):
+    OPERATOR = "operator", "Breakage goes to the operator"
+    FUNDING_TENANTS = "funding_tenants", "Breakage is returned to the funding tenants pro rata"
+
+
+class Coalition(models.Model):
+    """A programme run by one operator at one mall. Everything else belongs to one coalition."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3, default="INR")
+    time_zone = models.CharField(max_length=64, default="Asia/Kolkata")
+    phone_region = models.CharField(
+        max_length=2, default="IN", help_text="Region assumed for phone numbers without +country."
+    )
+
+    # Earn rule: floor(amount / earn_block) * points_per_block.
+    earn_block = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("100.00"))
+    points_per_block = models.PositiveIntegerField(default=1)
+    point_value = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("1.0000"),
+        help_text="Nominal value of one point on redemption; the pool is kept at this value.",
+    )
+    receipt_ceiling = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("1000000.00"),
+        help_text="Largest purchase amount accepted on one receipt.",
+    )
+    default_price_per_point = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("1.0000"),
+        help_text="What a new tenant pays the pool per point it issues.",
+    )
+    default_reimbursement_per_point = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("1.0000"),
+        help_text="What a new tenant is paid per point it honours.",
+    )
+
+    expiry_policy = models.CharField(
+        max_length=16, choices=ExpiryPolicy.choices, default=ExpiryPolicy.FIXED
+    )
+    expiry_months = models.PositiveIntegerField(default=12)
+    expiry_sweep_month = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(12)],
+        help_text="Calendar policy: month of the yearly sweep.",
+    )
+    expiry_sweep_day = models.PositiveSmallIntegerField(
+        default=31,
+        validators=[MinValueValidator(1), MaxValueValidator(31)],
+        help_text="Calendar policy: day of the yearly sweep (clamped to the month's length).",
+    )
+    expiry_notice_days = models.PositiveIntegerField(default=30)
+    holdback_days = models.PositiveIntegerField(
+        default=0, help_text="Days newly earned points stay pending before they can be spent."
+    )
+
+    small_group_k = models.PositiveIntegerField(
+        default=10, help_text="No aggregate figure is shown to a tenant from fewer members."
+    )
+    dominance_n = models.PositiveSmallIntegerField(default=2)
+    dominance_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("85.00")
+    )
+    programme_fee_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("0.00")
+    )
+    payment_terms_days = models.PositiveIntegerField(default=15)
+    breakage_policy = models.CharField(
+        max_length=20, choices=BreakagePolicy.choices, default=BreakagePolicy.OPERATOR
+    )
+    adjustment_approval_threshold = models.PositiveIntegerField(
+        default=1000,
+        help_text="Manual adjustments of more points than this wait for a second staff member.",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(earn_block__gt=0), name="coalition_earn_block_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(point_value__gt=0), name="coalition_point_value_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

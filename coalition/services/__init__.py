@@ -1,0 +1,28 @@
+"""Every write to the programme and its ledger goes through these services."""
+
+from coalition.services.expiry import lots_expire, lots_expire_member
+from coalition.services.points import (
+    Posting,
+    adjustment_approve,
+    adjustment_reject,
+    points_adjust,
+    points_burn,
+    points_earn,
+    points_release,
+    points_reverse,
+)
+from coalition.services.programme import coalition_create
+
+__all__ = [
+    "Posting",
+    "adjustment_approve",
+    "adjustment_reject",
+    "coalition_create",
+    "lots_expire",
+    "lots_expire_member",
+    "points_adjust",
+    "points_burn",
+    "points_earn",
+    "points_release",
+    "points_reverse",
+]

@@ -1,0 +1,76 @@
+"""The programme's rules: creating a coalition, the earn rule, expiry dates, local dates."""
+
+import calendar
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+
+from coalition.models import AccountKind, Coalition, ExpiryPolicy
+from coalition.models.ledger import Account
+
+COALITION_ACCOUNT_KINDS = (
+    AccountKind.BREAKAGE,
+    AccountKind.CAMPAIGN,
+    AccountKind.ADJUSTMENT,
+    AccountKind.FORFEIT,
+    AccountKind.MARGIN,
+    AccountKind.VARIANCE,
+)
+
+
+@transaction.atomic
+def coalition_create(
+    *, slug: str, name: str, currency: str = "INR", time_zone: str = "Asia/Kolkata"
+) -> Coalition:
+    """A coalition with the defaults of domain.md: 1 point per 100.00, a point worth 1.00."""
+    from consent.services import consent_purposes_create_defaults
+
+    ZoneInfo(time_zone)  # raises for an unknown zone before anything is written
+    coalition = Coalition.objects.create(
+        slug=slug, name=name, currency=currency.upper(), time_zone=time_zone
+    )
+    Account.objects.bulk_create(
+        Account(coalition=coalition, kind=kind) for kind in COALITION_ACCOUNT_KINDS
+    )
+    consent_purposes_create_defaults(coalition=coalition)
+    return coalition
+
+
+def local_date(coalition: Coalition, moment: datetime) -> date:
+    """The calendar date of `moment` in the coalition's time zone."""
+    return moment.astimezone(ZoneInfo(coalition.time_zone)).date()
+
+
+def earn_points(coalition: Coalition, amount: Decimal) -> int:
+    """Base points: floor(amount ÷ earn block) × points per block."""
+    if amount <= 0:
+        return 0
+    return int(amount // coalition.earn_block) * coalition.points_per_block
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def lot_expiry(coalition: Coalition, earned_on: date) -> date | None:
+    """The last day points earned on `earned_on` can be spent, under the coalition's policy.
+
+    Sliding expiry starts from the earn too; every later activity pushes all the member's open
+    lots forward (`lots_slide`).
+    """
+    policy = coalition.expiry_policy
+    if policy == ExpiryPolicy.NONE:
+        return None
+    due = add_months(earned_on, coalition.expiry_months)
+    if policy == ExpiryPolicy.CALENDAR:
+        # Points older than N months go at the first yearly sweep on or after they turn N months.
+        for year in (due.year, due.year + 1):
+            last_day = calendar.monthrange(year, coalition.expiry_sweep_month)[1]
+            sweep = date(year, coalition.expiry_sweep_month, min(coalition.expiry_sweep_day, last_day))
+            if sweep >= due:
+                return sweep
+    return due - timedelta(days=1)

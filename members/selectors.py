@@ -1,0 +1,92 @@
+"""Reads about members: finding one by an identifier, balances, points expiring soon."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from coalition.errors import InvalidRequest, MemberNotFound
+from coalition.models import Account, AccountKind, Coalition, Lot
+from coalition.services.programme import local_date
+from members.identifiers import identifier_normalise
+from members.models import Identifier, IdentifierKind, Member, MemberStatus
+
+
+def member_find(coalition: Coalition, *, kind: str, value: str) -> Member:
+    """The active member known by an identifier (`card`, `phone`, `email`) or by `id`.
+
+    Erased, merged-away or withdrawn members are unknown here, to tills and staff lookups alike.
+    """
+    if kind == "id":
+        member = Member.objects.filter(
+            coalition=coalition, pk=_uuid_or_none(value), status=MemberStatus.ACTIVE
+        ).first()
+    else:
+        normalised = identifier_normalise(kind, value, coalition.phone_region)
+        member = (
+            Member.objects.filter(
+                coalition=coalition,
+                status=MemberStatus.ACTIVE,
+                identifiers__kind=kind,
+                identifiers__value=normalised,
+            )
+            .select_related("coalition")
+            .first()
+        )
+    if member is None:
+        raise MemberNotFound("No member with that identifier.")
+    return member
+
+
+def _uuid_or_none(value: str) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise InvalidRequest("Not a member id.", field="id") from exc
+
+
+@dataclass(frozen=True)
+class Balances:
+    balance: int
+    pending: int
+
+
+def member_balances(member: Member) -> Balances:
+    rows = dict(
+        Account.objects.filter(member=member).values_list("kind", "balance")
+    )
+    return Balances(
+        balance=rows.get(AccountKind.MEMBER_POINTS, 0), pending=rows.get(AccountKind.MEMBER_PENDING, 0)
+    )
+
+
+def member_expiring(
+    member: Member, *, within_days: int = 30, now: datetime | None = None
+) -> list[tuple[int, date]]:
+    """(points, last day) of spendable points expiring in the next `within_days` days."""
+    today = local_date(member.coalition, now or timezone.now())
+    rows = (
+        Lot.objects.filter(
+            member=member,
+            remaining__gt=0,
+            pending_until__isnull=True,
+            expires_on__isnull=False,
+            expires_on__lte=today + timedelta(days=within_days),
+        )
+        .values("expires_on")
+        .annotate(points=Sum("remaining"))
+        .order_by("expires_on")
+    )
+    return [(int(row["points"]), row["expires_on"]) for row in rows]
+
+
+def member_card(member: Member) -> str | None:
+    return (
+        Identifier.objects.filter(member=member, kind=IdentifierKind.CARD)
+        .order_by("created_at", "id")
+        .values_list("value", flat=True)
+        .first()
+    )

@@ -1,0 +1,1 @@
+"""Settlement between tenants and the pool: periods, statements, reconciliation (issue 4)."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: one mall, the three personas (staff, tenant A, tenant B) and a shopper."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from coalition.models import Coalition
+from coalition.selectors import ledger_verify
+from coalition.tests.factories import CoalitionFactory
+from members.models import Member
+from members.tests.factories import MemberFactory
+from tenants.models import Till
+from tenants.tests.factories import TenantFactory, TillFactory
+
+
+@pytest.fixture
+def coalition(db: Any) -> Coalition:
+    return CoalitionFactory(slug="phoenix", name="Phoenix Mall")
+
+
+@pytest.fixture
+def till_a(coalition: Coalition) -> Till:
+    """Tenant A: the apparel store of the worked example."""
+    tenant = TenantFactory(coalition=coalition, slug="apparel", name="Apparel Co")
+    return TillFactory(tenant=tenant, code="a1")
+
+
+@pytest.fixture
+def till_b(coalition: Coalition) -> Till:
+    """Tenant B: the food court of the worked example."""
+    tenant = TenantFactory(coalition=coalition, slug="food-court", name="Food Court", category="food")
+    return TillFactory(tenant=tenant, code="b1")
+
+
+@pytest.fixture
+def member(coalition: Coalition) -> Member:
+    return MemberFactory(coalition=coalition)
+
+
+@pytest.fixture
+def staff(db: Any) -> User:
+    return User.objects.create_user("staff1", password="x", is_staff=True)
+
+
+@pytest.fixture
+def checker(db: Any) -> User:
+    return User.objects.create_user("staff2", password="x", is_staff=True)
+
+
+@pytest.fixture
+def assert_ledger_clean() -> Callable[[Coalition], None]:
+    def check(coalition: Coalition) -> None:
+        problems = ledger_verify(coalition)
+        assert problems == [], "\n".join(map(str, problems))
+
+    return check
