@@ -121,7 +121,8 @@ CHECKS: dict[str, str] = {
     "pool": """
         SELECT 'coalition ' || %(c)s,
                'member points ' || COALESCE(SUM(e.points) FILTER (WHERE member), 0)
-               || ' against other accounts ' || COALESCE(-SUM(e.points) FILTER (WHERE NOT member), 0)
+               || ' against other accounts '
+               || COALESCE(-SUM(e.points) FILTER (WHERE NOT member), 0)
         FROM (
             SELECT e.points, a.kind IN ('member_points', 'member_pending') AS member
             FROM coalition_entry e JOIN coalition_account a ON a.id = e.account_id

@@ -32,7 +32,9 @@ class ConsentPurpose(models.Model):
     class Meta:
         ordering = ["coalition", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["coalition", "code"], name="purpose_code_per_coalition"),
+            models.UniqueConstraint(
+                fields=["coalition", "code"], name="purpose_code_per_coalition"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,6 @@
 """Reads about members: finding one by an identifier, balances, points expiring soon."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -39,9 +40,7 @@ def member_find(coalition: Coalition, *, kind: str, value: str) -> Member:
     return member
 
 
-def _uuid_or_none(value: str) -> str | None:
-    import uuid
-
+def _uuid_or_none(value: str) -> str:
     try:
         return str(uuid.UUID(str(value)))
     except ValueError as exc:
@@ -55,11 +54,10 @@ class Balances:
 
 
 def member_balances(member: Member) -> Balances:
-    rows = dict(
-        Account.objects.filter(member=member).values_list("kind", "balance")
-    )
+    rows = dict(Account.objects.filter(member=member).values_list("kind", "balance"))
     return Balances(
-        balance=rows.get(AccountKind.MEMBER_POINTS, 0), pending=rows.get(AccountKind.MEMBER_PENDING, 0)
+        balance=rows.get(AccountKind.MEMBER_POINTS, 0),
+        pending=rows.get(AccountKind.MEMBER_PENDING, 0),
     )
 
 
@@ -80,7 +78,7 @@ def member_expiring(
         .annotate(points=Sum("remaining"))
         .order_by("expires_on")
     )
-    return [(int(row["points"]), row["expires_on"]) for row in rows]
+    return [(int(row["points"]), row["expires_on"]) for row in rows if row["expires_on"]]
 
 
 def member_card(member: Member) -> str | None:

@@ -1,6 +1,6 @@
 """Every write to members: enrolment and merging two records of one person."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,14 +43,11 @@ def member_enrol(
     if not any((phone, email, card)):
         raise InvalidRequest("Give at least one of phone, email or card.", field="phone")
     if not consents.get(ConsentPurpose.PROGRAMME):
+        raise InvalidRequest("Enrolment needs consent to the programme.", field="consents")
+    if not adult and (till is not None or not (guardian_consent and guardian_name.strip())):
         raise InvalidRequest(
-            "Enrolment needs consent to the programme.", field="consents"
+            "A member under 18 is enrolled by staff with a guardian's consent.", field="adult"
         )
-    if not adult:
-        if till is not None or not (guardian_consent and guardian_name.strip()):
-            raise InvalidRequest(
-                "A member under 18 is enrolled by staff with a guardian's consent.", field="adult"
-            )
     wanted = [
         (kind, identifier_normalise(kind, raw, coalition.phone_region))
         for kind, raw in (
@@ -97,7 +94,7 @@ def member_enrol(
     return member
 
 
-def _refuse_taken(coalition: Coalition, wanted: list[tuple[str, str]]) -> None:
+def _refuse_taken(coalition: Coalition, wanted: Sequence[tuple[str, str]]) -> None:
     for kind, value in wanted:
         if Identifier.objects.filter(coalition=coalition, kind=kind, value=value).exists():
             # Name no other personal data: only that this identifier is taken.
@@ -109,7 +106,9 @@ def _card_assign(coalition: Coalition, member: Member) -> Identifier:
         try:
             with transaction.atomic():
                 return Identifier.objects.create(
-                    coalition=coalition, member=member, kind=IdentifierKind.CARD,
+                    coalition=coalition,
+                    member=member,
+                    kind=IdentifierKind.CARD,
                     value=card_generate(),
                 )
         except IntegrityError:
@@ -167,9 +166,7 @@ def members_merge(
     # The combined balance may be lower than the combined lots (one side was negative).
     lots_fit(survivor.pk, kept.points.balance, journal)
     identifiers_moved = Identifier.objects.filter(member=merged).update(member=survivor)
-    Member.objects.filter(pk=merged.pk).update(
-        status=MemberStatus.MERGED, merged_into=survivor
-    )
+    Member.objects.filter(pk=merged.pk).update(status=MemberStatus.MERGED, merged_into=survivor)
     merged.status, merged.merged_into = MemberStatus.MERGED, survivor
     return MergeRecord.objects.create(
         coalition=coalition,

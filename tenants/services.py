@@ -44,9 +44,7 @@ def till_create(*, tenant: Tenant, store_code: str, till_code: str, store_name: 
     store, _ = Store.objects.get_or_create(
         tenant=tenant, code=store_code, defaults={"name": store_name or f"{tenant.name} store"}
     )
-    till, _ = Till.objects.get_or_create(
-        tenant=tenant, code=till_code, defaults={"store": store}
-    )
+    till, _ = Till.objects.get_or_create(tenant=tenant, code=till_code, defaults={"store": store})
     return till
 
 

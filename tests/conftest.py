@@ -17,26 +17,28 @@ from tenants.tests.factories import TenantFactory, TillFactory
 
 @pytest.fixture
 def coalition(db: Any) -> Coalition:
-    return CoalitionFactory(slug="phoenix", name="Phoenix Mall")
+    return CoalitionFactory.create(slug="phoenix", name="Phoenix Mall")
 
 
 @pytest.fixture
 def till_a(coalition: Coalition) -> Till:
     """Tenant A: the apparel store of the worked example."""
-    tenant = TenantFactory(coalition=coalition, slug="apparel", name="Apparel Co")
-    return TillFactory(tenant=tenant, code="a1")
+    tenant = TenantFactory.create(coalition=coalition, slug="apparel", name="Apparel Co")
+    return TillFactory.create(tenant=tenant, code="a1")
 
 
 @pytest.fixture
 def till_b(coalition: Coalition) -> Till:
     """Tenant B: the food court of the worked example."""
-    tenant = TenantFactory(coalition=coalition, slug="food-court", name="Food Court", category="food")
-    return TillFactory(tenant=tenant, code="b1")
+    tenant = TenantFactory.create(
+        coalition=coalition, slug="food-court", name="Food Court", category="food"
+    )
+    return TillFactory.create(tenant=tenant, code="b1")
 
 
 @pytest.fixture
 def member(coalition: Coalition) -> Member:
-    return MemberFactory(coalition=coalition)
+    return MemberFactory.create(coalition=coalition)
 
 
 @pytest.fixture

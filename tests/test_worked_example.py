@@ -15,8 +15,13 @@ def test_worked_example(coalition, till_a, till_b, member, assert_ledger_clean):
     # Given a shopper who spends ₹4,000 at the apparel store
     start = timezone.now() - timedelta(days=14)
     earn = points_earn(
-        till=till_a, member=member, amount=Decimal("4000.00"), receipt="A-1001",
-        currency="INR", occurred_at=start, now=start,
+        till=till_a,
+        member=member,
+        amount=Decimal("4000.00"),
+        receipt="A-1001",
+        currency="INR",
+        occurred_at=start,
+        now=start,
     )
     # Then they earn 40 points, funded by the apparel tenant at ₹40
     assert earn.journal.points == 40

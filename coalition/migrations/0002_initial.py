@@ -7,223 +7,443 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('coalition', '0001_initial'),
-        ('members', '0001_initial'),
-        ('tenants', '0001_initial'),
+        ("coalition", "0001_initial"),
+        ("members", "0001_initial"),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='member',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='accounts', to='members.member'),
+            model_name="account",
+            name="member",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="accounts",
+                to="members.member",
+            ),
         ),
         migrations.AddField(
-            model_name='account',
-            name='tenant',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='accounts', to='tenants.tenant'),
+            model_name="account",
+            name="tenant",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="accounts",
+                to="tenants.tenant",
+            ),
         ),
         migrations.AddField(
-            model_name='adjustmentrequest',
-            name='decided_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="adjustmentrequest",
+            name="decided_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='adjustmentrequest',
-            name='member',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.member'),
+            model_name="adjustmentrequest",
+            name="member",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="members.member"
+            ),
         ),
         migrations.AddField(
-            model_name='adjustmentrequest',
-            name='requested_by',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="adjustmentrequest",
+            name="requested_by",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='coalition',
-            constraint=models.CheckConstraint(condition=models.Q(('earn_block__gt', 0)), name='coalition_earn_block_positive'),
+            model_name="coalition",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("earn_block__gt", 0)), name="coalition_earn_block_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='coalition',
-            constraint=models.CheckConstraint(condition=models.Q(('point_value__gt', 0)), name='coalition_point_value_positive'),
+            model_name="coalition",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("point_value__gt", 0)), name="coalition_point_value_positive"
+            ),
         ),
         migrations.AddField(
-            model_name='adjustmentrequest',
-            name='coalition',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='coalition.coalition'),
+            model_name="adjustmentrequest",
+            name="coalition",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, to="coalition.coalition"
+            ),
         ),
         migrations.AddField(
-            model_name='account',
-            name='coalition',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='coalition.coalition'),
+            model_name="account",
+            name="coalition",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, to="coalition.coalition"
+            ),
         ),
         migrations.AddField(
-            model_name='entry',
-            name='account',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='coalition.account'),
+            model_name="entry",
+            name="account",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="entries",
+                to="coalition.account",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='coalition',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='coalition.coalition'),
+            model_name="journal",
+            name="coalition",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, to="coalition.coalition"
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='counterpart',
-            field=models.ForeignKey(blank=True, help_text='Merge: the surviving member.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.member'),
+            model_name="journal",
+            name="counterpart",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Merge: the surviving member.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="members.member",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="journal",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='member',
-            field=models.ForeignKey(blank=True, help_text='The member whose points changed (the merged-away member, for a merge).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='journals', to='members.member'),
+            model_name="journal",
+            name="member",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The member whose points changed (the merged-away member, for a merge).",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="journals",
+                to="members.member",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='reverses',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversals', to='coalition.journal'),
+            model_name="journal",
+            name="reverses",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="reversals",
+                to="coalition.journal",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='store',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.store'),
+            model_name="journal",
+            name="store",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.store",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='tenant',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant'),
+            model_name="journal",
+            name="tenant",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+            ),
         ),
         migrations.AddField(
-            model_name='journal',
-            name='till',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.till'),
+            model_name="journal",
+            name="till",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.till",
+            ),
         ),
         migrations.AddField(
-            model_name='entry',
-            name='journal',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='coalition.journal'),
+            model_name="entry",
+            name="journal",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="entries",
+                to="coalition.journal",
+            ),
         ),
         migrations.AddField(
-            model_name='adjustmentrequest',
-            name='journal',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='coalition.journal'),
+            model_name="adjustmentrequest",
+            name="journal",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="coalition.journal",
+            ),
         ),
         migrations.AddField(
-            model_name='lot',
-            name='coalition',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='coalition.coalition'),
+            model_name="lot",
+            name="coalition",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, to="coalition.coalition"
+            ),
         ),
         migrations.AddField(
-            model_name='lot',
-            name='funding_tenant',
-            field=models.ForeignKey(blank=True, help_text='Empty when the operator funded the points (campaign, adjustment).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='funded_lots', to='tenants.tenant'),
+            model_name="lot",
+            name="funding_tenant",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Empty when the operator funded the points (campaign, adjustment).",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="funded_lots",
+                to="tenants.tenant",
+            ),
         ),
         migrations.AddField(
-            model_name='lot',
-            name='journal',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lots', to='coalition.journal'),
+            model_name="lot",
+            name="journal",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="lots",
+                to="coalition.journal",
+            ),
         ),
         migrations.AddField(
-            model_name='lot',
-            name='member',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lots', to='members.member'),
+            model_name="lot",
+            name="member",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="lots",
+                to="members.member",
+            ),
         ),
         migrations.AddField(
-            model_name='lotconsumption',
-            name='journal',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='consumptions', to='coalition.journal'),
+            model_name="lotconsumption",
+            name="journal",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="consumptions",
+                to="coalition.journal",
+            ),
         ),
         migrations.AddField(
-            model_name='lotconsumption',
-            name='lot',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='consumptions', to='coalition.lot'),
+            model_name="lotconsumption",
+            name="lot",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="consumptions",
+                to="coalition.lot",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(condition=models.Q(('member__isnull', False)), fields=('member', 'kind'), name='account_one_per_member_kind'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("member__isnull", False)),
+                fields=("member", "kind"),
+                name="account_one_per_member_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(condition=models.Q(('tenant__isnull', False)), fields=('tenant', 'kind'), name='account_one_per_tenant_kind'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("tenant__isnull", False)),
+                fields=("tenant", "kind"),
+                name="account_one_per_tenant_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(condition=models.Q(('member__isnull', True), ('tenant__isnull', True)), fields=('coalition', 'kind'), name='account_one_per_coalition_kind'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("member__isnull", True), ("tenant__isnull", True)),
+                fields=("coalition", "kind"),
+                name="account_one_per_coalition_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind__in', ('member_points', 'member_pending')), ('member__isnull', False), ('tenant__isnull', True)), models.Q(('kind__in', ('tenant_issued', 'tenant_redeemed')), ('member__isnull', True), ('tenant__isnull', False)), models.Q(models.Q(('kind__in', ('member_points', 'member_pending', 'tenant_issued', 'tenant_redeemed')), _negated=True), ('member__isnull', True), ('tenant__isnull', True)), _connector='OR'), name='account_owner_matches_kind'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("kind__in", ("member_points", "member_pending")),
+                        ("member__isnull", False),
+                        ("tenant__isnull", True),
+                    ),
+                    models.Q(
+                        ("kind__in", ("tenant_issued", "tenant_redeemed")),
+                        ("member__isnull", True),
+                        ("tenant__isnull", False),
+                    ),
+                    models.Q(
+                        models.Q(
+                            (
+                                "kind__in",
+                                (
+                                    "member_points",
+                                    "member_pending",
+                                    "tenant_issued",
+                                    "tenant_redeemed",
+                                ),
+                            ),
+                            _negated=True,
+                        ),
+                        ("member__isnull", True),
+                        ("tenant__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="account_owner_matches_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ('member_points', 'member_pending')), ('balance', 0), _connector='OR'), name='account_only_member_balances_cached'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("kind__in", ("member_points", "member_pending")),
+                    ("balance", 0),
+                    _connector="OR",
+                ),
+                name="account_only_member_balances_cached",
+            ),
         ),
         migrations.AddIndex(
-            model_name='journal',
-            index=models.Index(fields=['coalition', 'posted_at'], name='coalition_j_coaliti_181fb0_idx'),
+            model_name="journal",
+            index=models.Index(
+                fields=["coalition", "posted_at"], name="coalition_j_coaliti_181fb0_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='journal',
-            index=models.Index(fields=['tenant', 'posted_at', 'id'], name='coalition_j_tenant__977ffe_idx'),
+            model_name="journal",
+            index=models.Index(
+                fields=["tenant", "posted_at", "id"], name="coalition_j_tenant__977ffe_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='journal',
-            index=models.Index(fields=['member', 'posted_at'], name='coalition_j_member__791ab7_idx'),
+            model_name="journal",
+            index=models.Index(
+                fields=["member", "posted_at"], name="coalition_j_member__791ab7_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='journal',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind__in', ['earn', 'burn']), models.Q(('receipt', ''), _negated=True)), fields=('store', 'kind', 'receipt'), name='journal_receipt_unique_per_store_kind'),
+            model_name="journal",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("kind__in", ["earn", "burn"]), models.Q(("receipt", ""), _negated=True)
+                ),
+                fields=("store", "kind", "receipt"),
+                name="journal_receipt_unique_per_store_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='journal',
-            constraint=models.CheckConstraint(condition=models.Q(('points__gte', 0)), name='journal_points_nonnegative'),
+            model_name="journal",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points__gte", 0)), name="journal_points_nonnegative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['account', 'id'], name='coalition_e_account_a776fc_idx'),
+            model_name="entry",
+            index=models.Index(fields=["account", "id"], name="coalition_e_account_a776fc_idx"),
         ),
         migrations.AddConstraint(
-            model_name='entry',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('balance_after__isnull', True), ('balance_before__isnull', True)), models.Q(('balance_after', django.db.models.expressions.CombinedExpression(models.F('balance_before'), '+', models.F('points'))), ('balance_after__isnull', False), ('balance_before__isnull', False)), _connector='OR'), name='entry_balance_after_follows'),
+            model_name="entry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("balance_after__isnull", True), ("balance_before__isnull", True)),
+                    models.Q(
+                        (
+                            "balance_after",
+                            django.db.models.expressions.CombinedExpression(
+                                models.F("balance_before"), "+", models.F("points")
+                            ),
+                        ),
+                        ("balance_after__isnull", False),
+                        ("balance_before__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="entry_balance_after_follows",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adjustmentrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('points', 0), _negated=True), name='adjustment_nonzero'),
+            model_name="adjustmentrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points", 0), _negated=True), name="adjustment_nonzero"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adjustmentrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('decided_by__isnull', True), models.Q(('decided_by', models.F('requested_by')), _negated=True), _connector='OR'), name='adjustment_maker_is_not_checker'),
+            model_name="adjustmentrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("decided_by__isnull", True),
+                    models.Q(("decided_by", models.F("requested_by")), _negated=True),
+                    _connector="OR",
+                ),
+                name="adjustment_maker_is_not_checker",
+            ),
         ),
         migrations.AddIndex(
-            model_name='lot',
-            index=models.Index(condition=models.Q(('remaining__gt', 0)), fields=['member', 'expires_on', 'id'], name='lot_open_by_member'),
+            model_name="lot",
+            index=models.Index(
+                condition=models.Q(("remaining__gt", 0)),
+                fields=["member", "expires_on", "id"],
+                name="lot_open_by_member",
+            ),
         ),
         migrations.AddIndex(
-            model_name='lot',
-            index=models.Index(condition=models.Q(('pending_until__isnull', True), ('remaining__gt', 0)), fields=['coalition', 'expires_on'], name='lot_open_by_expiry'),
+            model_name="lot",
+            index=models.Index(
+                condition=models.Q(("pending_until__isnull", True), ("remaining__gt", 0)),
+                fields=["coalition", "expires_on"],
+                name="lot_open_by_expiry",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='lot',
-            constraint=models.CheckConstraint(condition=models.Q(('remaining__gte', 0), ('remaining__lte', models.F('points'))), name='lot_remaining_within_points'),
+            model_name="lot",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("remaining__gte", 0), ("remaining__lte", models.F("points"))),
+                name="lot_remaining_within_points",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='lot',
-            constraint=models.CheckConstraint(condition=models.Q(('points__gt', 0)), name='lot_points_positive'),
+            model_name="lot",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points__gt", 0)), name="lot_points_positive"
+            ),
         ),
         migrations.AddIndex(
-            model_name='lotconsumption',
-            index=models.Index(fields=['journal'], name='coalition_l_journal_641fad_idx'),
+            model_name="lotconsumption",
+            index=models.Index(fields=["journal"], name="coalition_l_journal_641fad_idx"),
         ),
         migrations.AddConstraint(
-            model_name='lotconsumption',
-            constraint=models.CheckConstraint(condition=models.Q(('points', 0), _negated=True), name='lot_consumption_nonzero'),
+            model_name="lotconsumption",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("points", 0), _negated=True), name="lot_consumption_nonzero"
+            ),
         ),
     ]

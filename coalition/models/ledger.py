@@ -293,8 +293,6 @@ class LotConsumption(models.Model):
         return f"{self.points:+d} from lot {self.lot_id} by journal {self.journal_id}"
 
 
-
-
 class AdjustmentStatus(models.TextChoices):
     PENDING = "pending", "Waiting for approval"
     APPROVED = "approved", "Approved and posted"

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from coalition.money import money_round
 from coalition.models import AccountKind, Coalition, Journal, JournalKind, Lot
+from coalition.money import money_round
 from coalition.services.ledger import (
     Leg,
+    MemberId,
     coalition_account,
     journal_post,
     lots_consume,
@@ -25,7 +26,7 @@ from coalition.services.programme import local_date
 CHUNK = 500
 
 
-def lots_expire_member(*, coalition: Coalition, member_id: object, as_of: datetime) -> int:
+def lots_expire_member(*, coalition: Coalition, member_id: MemberId, as_of: datetime) -> int:
     """Expire a member's spendable lots whose last day is before `as_of`; returns points."""
     today = local_date(coalition, as_of)
     with transaction.atomic():
@@ -57,14 +58,16 @@ def lots_expire_member(*, coalition: Coalition, member_id: object, as_of: dateti
             journal,
             [
                 Leg(accounts.points, -points, -points * nominal),
-                Leg(coalition_account(coalition.pk, AccountKind.BREAKAGE), points, points * nominal),
+                Leg(
+                    coalition_account(coalition.pk, AccountKind.BREAKAGE), points, points * nominal
+                ),
             ],
         )
         lots_consume(due, points, journal)
         return points
 
 
-def _members_due(coalition: Coalition, as_of: datetime) -> Iterator[list[object]]:
+def _members_due(coalition: Coalition, as_of: datetime) -> Iterator[list[MemberId]]:
     """Members with lots due, in keyset-paginated chunks (no cursor held across commits)."""
     # A day of slack on the UTC date: the per-member step re-checks in the coalition's zone.
     horizon = as_of.date() + timedelta(days=1)
@@ -74,7 +77,7 @@ def _members_due(coalition: Coalition, as_of: datetime) -> Iterator[list[object]
     after = None
     while True:
         page = due.filter(member_id__gt=after) if after is not None else due
-        chunk = list(
+        chunk: list[MemberId] = list(
             page.values_list("member_id", flat=True).distinct().order_by("member_id")[:CHUNK]
         )
         if not chunk:

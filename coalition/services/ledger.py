@@ -9,12 +9,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 from django.db.models import F, Q, Sum
 
 from coalition.errors import LedgerConflict
 from coalition.models import MEMBER_KINDS_SET, Account, AccountKind, Entry, Journal, Lot
 from coalition.models import LotConsumption as Consumption
+
+MemberId = UUID | str
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class MemberAccounts:
     pending: Account
 
 
-def member_accounts_lock(*member_ids: object) -> dict[object, MemberAccounts]:
+def member_accounts_lock(*member_ids: MemberId) -> dict[MemberId, MemberAccounts]:
     """Lock the points and pending accounts of the given members, in primary-key order.
 
     Locking every account in one statement ordered by pk means two transactions that touch the
@@ -45,9 +48,10 @@ def member_accounts_lock(*member_ids: object) -> dict[object, MemberAccounts]:
         .filter(member_id__in=member_ids, kind__in=MEMBER_KINDS_SET)
         .order_by("pk")
     )
-    found: dict[object, dict[str, Account]] = {}
+    found: dict[MemberId, dict[str, Account]] = {}
     for account in accounts:
-        found.setdefault(account.member_id, {})[account.kind] = account
+        if account.member_id is not None:
+            found.setdefault(account.member_id, {})[account.kind] = account
     result = {}
     for member_id in member_ids:
         kinds = found.get(member_id, {})
@@ -114,7 +118,7 @@ def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:
     return journal
 
 
-def open_lots(member_id: object, *, pending: bool = False) -> list[Lot]:
+def open_lots(member_id: MemberId, *, pending: bool = False) -> list[Lot]:
     """The member's lots with points left, oldest expiry first (no expiry last), then oldest."""
     return list(
         Lot.objects.filter(
@@ -144,7 +148,7 @@ def lots_consume(lots: Iterable[Lot], points: int, journal: Journal) -> int:
     return taken
 
 
-def lots_fit(member_id: object, balance: int, journal: Journal) -> None:
+def lots_fit(member_id: MemberId, balance: int, journal: Journal) -> None:
     """Consume spendable lots FIFO until they hold exactly max(balance, 0).
 
     Used after a change that moved lots and balance separately (a merge, a release onto a
@@ -159,7 +163,7 @@ def lots_fit(member_id: object, balance: int, journal: Journal) -> None:
 def lot_create(
     *,
     journal: Journal,
-    member_id: object,
+    member_id: MemberId,
     points: int,
     funding_tenant_id: int | None,
     expires_on: date | None,
@@ -180,7 +184,7 @@ def lot_create(
     )
 
 
-def open_points(member_id: object) -> int:
+def open_points(member_id: MemberId) -> int:
     total = Lot.objects.filter(
         member_id=member_id, remaining__gt=0, pending_until__isnull=True
     ).aggregate(total=Sum("remaining"))["total"]

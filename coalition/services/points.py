@@ -25,7 +25,6 @@ from coalition.errors import (
     TenantCannotRedeem,
     TransactionNotFound,
 )
-from coalition.money import money_round
 from coalition.models import (
     AccountKind,
     AdjustmentRequest,
@@ -35,9 +34,11 @@ from coalition.models import (
     JournalKind,
     Lot,
 )
+from coalition.money import money_round
 from coalition.services.ledger import (
     Leg,
     MemberAccounts,
+    MemberId,
     coalition_account,
     consumed_by,
     journal_post,
@@ -66,9 +67,7 @@ class Posting:
     pending: int
 
 
-def _resolve_times(
-    occurred_at: datetime | None, now: datetime | None
-) -> tuple[datetime, datetime]:
+def _resolve_times(occurred_at: datetime | None, now: datetime | None) -> tuple[datetime, datetime]:
     now = now or timezone.now()
     occurred_at = occurred_at or now
     if timezone.is_naive(occurred_at):
@@ -348,8 +347,15 @@ def points_reverse(
 
 
 def _reversal_journal(
-    original: Journal, member: Member, kind: str, points: int, reason: str, till: Any, user: Any,
-    now: datetime, amount: Decimal | None = None,
+    original: Journal,
+    member: Member,
+    kind: str,
+    points: int,
+    reason: str,
+    till: Any,
+    user: Any,
+    now: datetime,
+    amount: Decimal | None = None,
 ) -> Journal:
     return Journal(
         coalition_id=original.coalition_id,
@@ -427,7 +433,9 @@ def _earn_reverse(
         lots_consume([pending_lot], from_pending, journal)
     if from_points:
         # The original lot first, then the oldest others; what no lot covers goes negative.
-        own = list(Lot.objects.filter(journal=original, pending_until__isnull=True, remaining__gt=0))
+        own = list(
+            Lot.objects.filter(journal=original, pending_until__isnull=True, remaining__gt=0)
+        )
         others = [lot for lot in open_lots(member.pk) if lot.journal_id != original.pk]
         lots_consume(own + others, from_points, journal)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)
@@ -460,7 +468,11 @@ def _burn_reverse(
     ]
     if reimbursement != nominal:
         legs.append(
-            Leg(coalition_account(coalition_id, AccountKind.VARIANCE), 0, -points * (nominal - reimbursement))
+            Leg(
+                coalition_account(coalition_id, AccountKind.VARIANCE),
+                0,
+                -points * (nominal - reimbursement),
+            )
         )
     journal_post(journal, legs)
     # Give the points back to the lots the burn took them from, latest expiry first; a negative
@@ -499,7 +511,10 @@ def points_adjust(
     coalition = member.coalition
     if abs(points) > coalition.adjustment_approval_threshold:
         return AdjustmentRequest.objects.create(
-            coalition=coalition, member=member, points=points, reason=reason.strip(),
+            coalition=coalition,
+            member=member,
+            points=points,
+            reason=reason.strip(),
             requested_by=actor,
         )
     return _adjust_post(member=member, points=points, reason=reason, actor=actor, now=now)
@@ -571,7 +586,9 @@ def _adjust_post(
         journal,
         [
             Leg(accounts.points, points, points * nominal),
-            Leg(coalition_account(coalition.pk, AccountKind.ADJUSTMENT), -points, -points * nominal),
+            Leg(
+                coalition_account(coalition.pk, AccountKind.ADJUSTMENT), -points, -points * nominal
+            ),
         ],
     )
     if points > 0:
@@ -587,7 +604,7 @@ def _adjust_post(
     return Posting(journal, accounts.points.balance, accounts.pending.balance)
 
 
-def points_release_member(*, member_id: object, as_of: datetime) -> Journal | None:
+def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | None:
     """Release a member's pending points whose holdback ended on or before `as_of`."""
     with transaction.atomic():
         accounts = member_accounts_lock(member_id)[member_id]

@@ -44,7 +44,7 @@ def local_date(coalition: Coalition, moment: datetime) -> date:
 
 
 def earn_points(coalition: Coalition, amount: Decimal) -> int:
-    """Base points: floor(amount ÷ earn block) × points per block."""
+    """Base points: floor(amount / earn block) * points per block."""
     if amount <= 0:
         return 0
     return int(amount // coalition.earn_block) * coalition.points_per_block
@@ -70,7 +70,9 @@ def lot_expiry(coalition: Coalition, earned_on: date) -> date | None:
         # Points older than N months go at the first yearly sweep on or after they turn N months.
         for year in (due.year, due.year + 1):
             last_day = calendar.monthrange(year, coalition.expiry_sweep_month)[1]
-            sweep = date(year, coalition.expiry_sweep_month, min(coalition.expiry_sweep_day, last_day))
+            sweep = date(
+                year, coalition.expiry_sweep_month, min(coalition.expiry_sweep_day, last_day)
+            )
             if sweep >= due:
                 return sweep
     return due - timedelta(days=1)

@@ -60,9 +60,7 @@ TEMPLATES = [
 
 # PostgreSQL only: locks, triggers and constraints must behave the same everywhere.
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coalition"
-    ),
+    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coalition"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env("CONN_MAX_AGE")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -95,7 +93,7 @@ LOGIN_URL = "admin:login"
 # database row first, so losing a message never loses work.
 _broker_dir = BASE_DIR / "var" / "broker"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS = (
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

@@ -6,56 +6,138 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('coalition', '0002_initial'),
-        ('members', '0001_initial'),
-        ('tenants', '0001_initial'),
+        ("coalition", "0002_initial"),
+        ("members", "0001_initial"),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ConsentPurpose',
+            name="ConsentPurpose",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=60)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True, default='')),
-                ('required', models.BooleanField(default=False, help_text='Required to be a member.')),
-                ('notice_version', models.CharField(default='v1', help_text='Version of the notice text now in force.', max_length=20)),
-                ('coalition', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='consent_purposes', to='coalition.coalition')),
-                ('tenant', models.ForeignKey(blank=True, help_text='Marketing by this named tenant (sent by the mall on its behalf).', null=True, on_delete=django.db.models.deletion.PROTECT, to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=60)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "required",
+                    models.BooleanField(default=False, help_text="Required to be a member."),
+                ),
+                (
+                    "notice_version",
+                    models.CharField(
+                        default="v1",
+                        help_text="Version of the notice text now in force.",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "coalition",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="consent_purposes",
+                        to="coalition.coalition",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Marketing by this named tenant (sent by the mall on its behalf).",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['coalition', 'code'],
+                "ordering": ["coalition", "code"],
             },
         ),
         migrations.CreateModel(
-            name='ConsentEvent',
+            name="ConsentEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('given', models.BooleanField()),
-                ('at', models.DateTimeField()),
-                ('channel', models.CharField(choices=[('till', 'At a till'), ('staff', 'By mall staff'), ('import', 'Imported'), ('batch', 'Till batch file')], max_length=10)),
-                ('notice_version', models.CharField(max_length=20)),
-                ('by_till', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.till')),
-                ('by_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('member', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='consent_events', to='members.member')),
-                ('purpose', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='consent.consentpurpose')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("given", models.BooleanField()),
+                ("at", models.DateTimeField()),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("till", "At a till"),
+                            ("staff", "By mall staff"),
+                            ("import", "Imported"),
+                            ("batch", "Till batch file"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("notice_version", models.CharField(max_length=20)),
+                (
+                    "by_till",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenants.till",
+                    ),
+                ),
+                (
+                    "by_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "member",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="consent_events",
+                        to="members.member",
+                    ),
+                ),
+                (
+                    "purpose",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="consent.consentpurpose",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['member', 'at', 'id'],
+                "ordering": ["member", "at", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='consentpurpose',
-            constraint=models.UniqueConstraint(fields=('coalition', 'code'), name='purpose_code_per_coalition'),
+            model_name="consentpurpose",
+            constraint=models.UniqueConstraint(
+                fields=("coalition", "code"), name="purpose_code_per_coalition"
+            ),
         ),
         migrations.AddIndex(
-            model_name='consentevent',
-            index=models.Index(fields=['member', 'purpose', '-at', '-id'], name='consent_con_member__2b902a_idx'),
+            model_name="consentevent",
+            index=models.Index(
+                fields=["member", "purpose", "-at", "-id"], name="consent_con_member__2b902a_idx"
+            ),
         ),
     ]

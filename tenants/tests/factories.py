@@ -31,6 +31,7 @@ class TillFactory(factory.django.DjangoModelFactory[Till]):
     @classmethod
     def _create(cls, model_class: type[Till], *args: Any, **kwargs: Any) -> Till:
         return till_create(
-            tenant=kwargs["tenant"], store_code=kwargs.get("store_code", "main"),
+            tenant=kwargs["tenant"],
+            store_code=kwargs.get("store_code", "main"),
             till_code=kwargs["code"],
         )
