@@ -1,6 +1,20 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _after_migrate(sender: AppConfig, **kwargs: Any) -> None:
+    # The beat schedule exists after every migrate (and after a test database flush).
+    from coalition.services.schedule import beat_schedule_sync
+
+    beat_schedule_sync()
 
 
 class CoalitionConfig(AppConfig):
     name = "coalition"
+    verbose_name = "Programme and ledger"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(_after_migrate, sender=self, dispatch_uid="coalition.after_migrate")

@@ -1,0 +1,67 @@
+"""The beat schedule, kept in django-celery-beat's tables so staff can see and edit it.
+
+`beat_schedule_sync` runs after every `migrate` (post_migrate): it creates the periodic tasks
+that are missing and leaves ones staff edited alone.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    task: str
+    minute: str
+    hour: str
+    expire_seconds: int
+    description: str
+
+
+JOBS = (
+    Job(
+        name="Expire points due (daily)",
+        task="coalition.tasks.lots_expire_task",
+        minute="15",
+        hour="0",
+        expire_seconds=6 * 60 * 60,
+        description="Expires what remains of lots past their last day, as of now.",
+    ),
+    Job(
+        name="Release pending points (daily)",
+        task="coalition.tasks.points_release_task",
+        minute="5",
+        hour="0",
+        expire_seconds=6 * 60 * 60,
+        description="Makes held-back points spendable once their holdback has ended.",
+    ),
+)
+
+
+@transaction.atomic
+def beat_schedule_sync() -> list[PeriodicTask]:
+    created = []
+    for job in JOBS:
+        if PeriodicTask.objects.filter(name=job.name).exists():
+            continue
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=job.minute,
+            hour=job.hour,
+            day_of_week="*",
+            day_of_month="*",
+            month_of_year="*",
+            timezone=settings.TIME_ZONE,
+        )
+        created.append(
+            PeriodicTask.objects.create(
+                name=job.name,
+                task=job.task,
+                crontab=crontab,
+                expire_seconds=job.expire_seconds,
+                description=job.description,
+            )
+        )
+    return created

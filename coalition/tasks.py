@@ -1,0 +1,33 @@
+"""Scheduled ledger jobs. Each task only claims the job and calls a service; running one twice,
+or two at once, changes nothing more (the services are idempotent, the claim stops overlap)."""
+
+import logging
+
+from celery import shared_task
+
+from coalition.claims import job_claim
+from coalition.services import lots_expire, points_release
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def lots_expire_task() -> int:
+    """Expire everything due as of now in every coalition (catches up on missed days)."""
+    with job_claim("lots_expire") as held:
+        if not held:
+            logger.info("lots_expire is already running elsewhere; skipping")
+            return 0
+        points = lots_expire()
+        logger.info("lots_expire expired %s points", points)
+        return points
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def points_release_task() -> int:
+    """Release pending (held-back) points whose window has ended."""
+    with job_claim("points_release") as held:
+        if not held:
+            logger.info("points_release is already running elsewhere; skipping")
+            return 0
+        return points_release()
