@@ -92,7 +92,7 @@ LOGIN_URL = "admin:login"
 # Celery: JSON only, bounded tasks. The broker only wakes workers; work that must happen is a
 # database row first, so losing a message never loses work.
 _broker_dir = BASE_DIR / "var" / "broker"
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
         "data_folder_in": str(_broker_dir / "queue"),

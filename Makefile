@@ -1,0 +1,49 @@
+# Developer entry points. `make help` lists them; `make run` is all a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SCRIPTS := bin/run bin/with-database
+WITH_DB := $(PY) bin/with-database
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format migrate shell clean-db
+
+help: ## List the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+install: $(INSTALLED) ## Create .venv and install the project with its dev tools (when needed)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+run: install ## Start everything at http://127.0.0.1:8000/admin/ (PostgreSQL embedded if no DATABASE_URL)
+	$(PY) bin/run
+
+test: lint ## Lint, then pytest on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432, else embedded)
+	$(WITH_DB) --try-local -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff, ruff format --check, mypy, and no missing migrations
+	$(PY) -m ruff check . $(SCRIPTS)
+	$(PY) -m ruff format --check . $(SCRIPTS)
+	$(PY) -m mypy --scripts-are-modules . $(SCRIPTS)
+	$(WITH_DB) --try-local -- $(PY) manage.py makemigrations --check --dry-run \
+		--settings coalition.settings.test
+
+format: install ## Fix what ruff can, then format
+	$(PY) -m ruff check --fix . $(SCRIPTS)
+	$(PY) -m ruff format . $(SCRIPTS)
+
+migrate: install ## Apply migrations to the database `make run` uses
+	$(WITH_DB) -- $(PY) manage.py migrate
+
+shell: install ## Django shell on the database `make run` uses
+	$(WITH_DB) -- $(PY) manage.py shell
+
+clean-db: install ## Stop the embedded PostgreSQL and delete var/postgres
+	$(WITH_DB) --delete-embedded
