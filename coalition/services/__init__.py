@@ -12,6 +12,7 @@ from coalition.services.points import (
     points_reverse,
 )
 from coalition.services.programme import coalition_create
+from coalition.services.staff import staff_groups_sync
 
 __all__ = [
     "Posting",
@@ -25,4 +26,5 @@ __all__ = [
     "points_earn",
     "points_release",
     "points_reverse",
+    "staff_groups_sync",
 ]

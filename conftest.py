@@ -1,4 +1,4 @@
-"""Shared fixtures: one mall, the three personas (staff, tenant A, tenant B) and a shopper."""
+"""Fixtures for every test: one mall, the personas (staff, tenant A, tenant B), a shopper."""
 
 from collections.abc import Callable
 from typing import Any

@@ -1,0 +1,130 @@
+"""Staff groups with least privilege, declared once and kept in step after every `migrate`.
+
+The mapping below is the source of truth: `staff_groups_sync` gives each group exactly these
+permissions, so a permission added to one of these groups by hand is removed at the next
+migrate. A later issue that needs a new permission extends the mapping.
+"""
+
+from collections.abc import Mapping
+
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Q
+
+PROGRAMME_MANAGER = "Programme manager"
+FINANCE = "Finance"
+SUPPORT = "Support"
+PRIVACY_OFFICER = "Privacy officer"
+
+LEDGER_VIEW = frozenset(
+    {
+        "coalition.view_journal",
+        "coalition.view_entry",
+        "coalition.view_lot",
+        "coalition.view_lotconsumption",
+        "coalition.view_account",
+    }
+)
+
+STAFF_GROUPS: Mapping[str, frozenset[str]] = {
+    # Runs the programme: its rules, the tenants and their tills, the consent purposes.
+    PROGRAMME_MANAGER: frozenset(
+        {
+            "coalition.view_coalition",
+            "coalition.change_coalition",
+            "tenants.view_tenant",
+            "tenants.add_tenant",
+            "tenants.change_tenant",
+            "tenants.view_store",
+            "tenants.add_store",
+            "tenants.change_store",
+            "tenants.view_till",
+            "tenants.add_till",
+            "tenants.change_till",
+            "tenants.view_tenantrate",
+            "tenants.add_tenantrate",
+            "tenants.change_tenantrate",
+            "members.view_member",
+            "members.view_identifier",
+            # "add" an adjustment request = may ask for a manual adjustment (maker).
+            "coalition.add_adjustmentrequest",
+            "coalition.view_adjustmentrequest",
+            "coalition.view_journal",
+            "coalition.view_entry",
+            "coalition.view_lot",
+            "coalition.view_account",
+            "consent.view_consentpurpose",
+            "consent.add_consentpurpose",
+            "consent.change_consentpurpose",
+        }
+    ),
+    # Sees the whole ledger and the tenants' rates; approves or rejects adjustments (checker).
+    FINANCE: LEDGER_VIEW
+    | frozenset(
+        {
+            "coalition.view_adjustmentrequest",
+            "coalition.change_adjustmentrequest",
+            "tenants.view_tenant",
+            "tenants.view_tenantrate",
+        }
+    ),
+    # Helps shoppers: enrols and finds members, merges duplicates, asks for adjustments (never
+    # approves them).
+    SUPPORT: frozenset(
+        {
+            "members.view_member",
+            "members.add_member",
+            "members.change_member",
+            "members.view_identifier",
+            "coalition.add_adjustmentrequest",
+            "coalition.view_adjustmentrequest",
+            "coalition.view_journal",
+            "coalition.view_lot",
+        }
+    ),
+    # Answers data-subject requests: who we hold, what they consented to, which records merged.
+    PRIVACY_OFFICER: frozenset(
+        {
+            "members.view_member",
+            "members.view_identifier",
+            "consent.view_consentevent",
+            "consent.view_consentpurpose",
+            "members.view_mergerecord",
+        }
+    ),
+}
+
+
+def staff_groups_sync(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, Group]:
+    """Create the staff groups and give each exactly the permissions of `STAFF_GROUPS`.
+
+    Idempotent. Raises `LookupError` naming any permission in the mapping that does not exist,
+    so a typo fails the first migrate instead of silently granting less.
+    """
+    labels = {name.split(".", 1)[0] for names in STAFF_GROUPS.values() for name in names}
+    # post_migrate reaches the apps one at a time and this runs from the coalition app's turn,
+    # before the later apps have their permissions: create them now (idempotent).
+    for label in sorted(labels):
+        create_permissions(apps.get_app_config(label), verbosity=0, using=using)
+    with transaction.atomic(using=using):
+        groups = {}
+        for group_name, wanted in STAFF_GROUPS.items():
+            permissions = _permissions(wanted, using)
+            group, _ = Group.objects.using(using).get_or_create(name=group_name)
+            group.permissions.set(permissions)
+            groups[group_name] = group
+        return groups
+
+
+def _permissions(names: frozenset[str], using: str) -> list[Permission]:
+    query = Q(pk__in=[])
+    for name in names:
+        app_label, codename = name.split(".", 1)
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    found = list(Permission.objects.using(using).filter(query).select_related("content_type"))
+    missing = names - {f"{p.content_type.app_label}.{p.codename}" for p in found}
+    if missing:
+        raise LookupError(f"Unknown permissions in STAFF_GROUPS: {', '.join(sorted(missing))}.")
+    return found

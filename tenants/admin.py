@@ -1,0 +1,210 @@
+"""Tenants, their stores, tills and settlement rates in the back office.
+
+A tenant and a till are created through their services (`tenant_create` writes the tenant's
+ledger accounts), and a tenant's status changes only through `tenant_set_status`.
+"""
+
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from coalition.admin.base import ServiceCreateAdmin
+from coalition.services.programme import local_date
+from tenants.models import Store, Tenant, TenantRate, TenantStatus, Till
+from tenants.selectors import tenant_rates_on
+from tenants.services import tenant_create, tenant_set_status, till_create
+
+
+def _today(tenant: Tenant) -> date:
+    return local_date(tenant.coalition, timezone.now())
+
+
+class TenantRateForm(forms.ModelForm):
+    class Meta:
+        model = TenantRate
+        fields = ("tenant", "effective_from", "price_per_point", "reimbursement_per_point")
+
+    def clean_effective_from(self) -> date:
+        day: date = self.cleaned_data["effective_from"]
+        tenant = self.cleaned_data.get("tenant") or (
+            self.instance.tenant if self.instance.tenant_id else None
+        )
+        # Postings keep the rates they were made at, but a rate dated in the past would apply
+        # to late postings of those days and make two answers for one date.
+        if tenant is not None and "effective_from" in self.changed_data and day < _today(tenant):
+            raise forms.ValidationError(
+                "A new rate takes effect today or later; postings already made keep theirs."
+            )
+        return day
+
+
+class TenantRateInline(admin.TabularInline):
+    """Rates are added, never edited here: existing rows are history."""
+
+    model = TenantRate
+    form = TenantRateForm
+    fields = ("effective_from", "price_per_point", "reimbursement_per_point")
+    extra = 0
+    can_delete = False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StoreInline(admin.TabularInline):
+    model = Store
+    fields = ("code", "name", "unit")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Tenant)
+class TenantAdmin(ServiceCreateAdmin):
+    list_display = ("name", "slug", "category", "status", "may_issue", "may_redeem", "coalition")
+    list_filter = ("status", "category", "coalition", "may_issue", "may_redeem")
+    list_select_related = ("coalition",)
+    search_fields = ("name", "slug", "legal_name")
+    fieldsets = (
+        (None, {"fields": ("coalition", "name", "slug", "legal_name", "category", "status")}),
+        ("Points", {"fields": ("may_issue", "may_redeem", "redeem_only_allowed")}),
+        ("Settlement", {"fields": ("rates_today",)}),
+        ("Record", {"fields": ("created_at",)}),
+    )
+    add_fieldsets = ((None, {"fields": ("coalition", "name", "slug", "legal_name", "category")}),)
+    inlines = (TenantRateInline, StoreInline)
+    actions = ("suspend", "reactivate")
+
+    @admin.display(description="Rates in force today")
+    def rates_today(self, obj: Tenant) -> str:
+        price, reimbursement = tenant_rates_on(obj, _today(obj))
+        currency = obj.coalition.currency
+        return (
+            f"pays {price} {currency} per point it issues, is paid {reimbursement} {currency} "
+            "per point it honours (the coalition's defaults unless a rate below says otherwise)"
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The status moves only through the actions (tenant_set_status).
+        return () if obj is None else ("coalition", "slug", "status", "rates_today", "created_at")
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return {"slug": ("name",)} if obj is None else {}
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def create(self, request: HttpRequest, form: Any) -> Tenant:
+        data = form.cleaned_data
+        return tenant_create(
+            coalition=data["coalition"],
+            slug=data["slug"],
+            name=data["name"],
+            category=data["category"],
+            legal_name=data["legal_name"],
+        )
+
+    @admin.action(description="Suspend selected tenants", permissions=["change"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._set_status(request, queryset, TenantStatus.SUSPENDED)
+
+    @admin.action(description="Reactivate selected tenants", permissions=["change"])
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._set_status(request, queryset, TenantStatus.ACTIVE)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> None:
+        changed = []
+        for tenant in queryset.order_by("pk"):
+            if tenant.status == status:
+                continue
+            before = tenant.get_status_display()
+            tenant_set_status(tenant=tenant, status=status, actor=request.user)
+            self.log_change(request, tenant, f"Status {before} → {tenant.get_status_display()}.")
+            changed.append(tenant.name)
+        label = TenantStatus(status).label.lower()
+        if changed:
+            self.message_user(
+                request, f"{len(changed)} now {label}: {', '.join(changed)}.", messages.SUCCESS
+            )
+        else:
+            self.message_user(request, f"The selected tenants were already {label}.")
+
+
+@admin.register(TenantRate)
+class TenantRateAdmin(admin.ModelAdmin):
+    form = TenantRateForm
+    list_display = ("tenant", "effective_from", "price_per_point", "reimbursement_per_point")
+    list_filter = ("tenant__coalition", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("tenant__name", "tenant__slug")
+    autocomplete_fields = ("tenant",)
+    date_hierarchy = "effective_from"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A rate in force (or past) is history; only a future rate may still be corrected.
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.effective_from > _today(obj.tenant))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and obj is not None and obj.effective_from > _today(obj.tenant)
+
+
+@admin.register(Store)
+class StoreAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "tenant", "unit")
+    list_filter = ("tenant__coalition", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("code", "name", "tenant__name")
+    autocomplete_fields = ("tenant",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else ("tenant", "code")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # journals point at stores
+
+
+class TillForm(forms.ModelForm):
+    class Meta:
+        model = Till
+        fields = ("store", "code", "is_active")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        store, code = data.get("store"), data.get("code")
+        if store is None or not code or self.instance.pk is not None:
+            return data
+        if Till.objects.filter(tenant_id=store.tenant_id, code=code).exists():
+            self.add_error("code", f"{store.tenant} already has a till {code!r}.")
+        return data
+
+
+@admin.register(Till)
+class TillAdmin(ServiceCreateAdmin):
+    form = TillForm
+    list_display = ("code", "tenant", "store", "is_active")
+    list_filter = ("is_active", "tenant__coalition", "tenant")
+    list_select_related = ("tenant", "store__tenant")
+    search_fields = ("code", "tenant__name", "tenant__slug")
+    autocomplete_fields = ("store",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("store", "code") if obj is None else ("tenant", "store", "code", "is_active")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else ("tenant", "store", "code")
+
+    def create(self, request: HttpRequest, form: Any) -> Till:
+        store: Store = form.cleaned_data["store"]
+        return till_create(
+            tenant=store.tenant, store_code=store.code, till_code=form.cleaned_data["code"]
+        )
