@@ -19,6 +19,7 @@ from coalition.errors import (
     DuplicateReceipt,
     InsufficientPoints,
     InvalidRequest,
+    LedgerConflict,
     MemberNotFound,
     NotReversible,
     TenantCannotIssue,
@@ -79,13 +80,20 @@ def _resolve_times(occurred_at: datetime | None, now: datetime | None) -> tuple[
     return occurred_at, now
 
 
-def _survivor(member: Member) -> Member:
-    """Follow merges to the member that now holds the points."""
-    seen = 0
-    while member.status == MemberStatus.MERGED and member.merged_into_id and seen < 50:
-        member = Member.objects.get(pk=member.merged_into_id)
-        seen += 1
-    return member
+def _lock_points_holder(member: Member) -> tuple[Member, MemberAccounts]:
+    """Lock the accounts of the member that now holds `member`'s points, following merges.
+
+    The status is read again under each lock: a merge that commits between reading the member
+    and taking its lock has moved the points on, so the survivor is locked next (merges only
+    ever point forward, so the order is always merged-away first, survivor after).
+    """
+    for _ in range(50):
+        accounts = member_accounts_lock(member.pk)[member.pk]
+        current = Member.objects.get(pk=member.pk)
+        if current.status != MemberStatus.MERGED or current.merged_into_id is None:
+            return current, accounts
+        member = Member.objects.get(pk=current.merged_into_id)
+    raise LedgerConflict("Merge chain too long.")
 
 
 def _lock_active_member(member: Member) -> MemberAccounts:
@@ -323,11 +331,10 @@ def points_reverse(
     if not reason or not reason.strip():
         raise InvalidRequest("A reason is required.", field="reason")
     now = now or timezone.now()
-    member = _survivor(original.member) if original.member else None
-    if member is None:
+    if original.member is None:
         raise NotReversible("This transaction has no member to reverse.")
     # Lock first, then read what was already reversed: two refunds of one receipt queue here.
-    accounts = member_accounts_lock(member.pk)[member.pk]
+    member, accounts = _lock_points_holder(original.member)
     done_points, done_amount = _reversed_so_far(original)
     if original.kind == JournalKind.EARN:
         return _earn_reverse(
