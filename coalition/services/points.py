@@ -98,7 +98,9 @@ def _lock_points_holder(member: Member) -> tuple[Member, MemberAccounts]:
 
 def _lock_active_member(member: Member) -> MemberAccounts:
     accounts = member_accounts_lock(member.pk)[member.pk]
-    # Re-read the status under the lock: a merge or an erasure may have just committed.
+    # Re-read the status under the lock, in its own statement: a merge or an erasure may have
+    # committed while we waited, and a status joined into the locking query would be the
+    # version from before the wait (PostgreSQL re-fetches only the rows it locks).
     status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
     if status != MemberStatus.ACTIVE:
         raise MemberNotFound("This member is not enrolled.")
