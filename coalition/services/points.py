@@ -83,17 +83,25 @@ def _resolve_times(occurred_at: datetime | None, now: datetime | None) -> tuple[
 def _lock_points_holder(member: Member) -> tuple[Member, MemberAccounts]:
     """Lock the accounts of the member that now holds `member`'s points, following merges.
 
-    The status is read again under each lock: a merge that commits between reading the member
-    and taking its lock has moved the points on, so the survivor is locked next (merges only
-    ever point forward, so the order is always merged-away first, survivor after).
+    Only the holder is ever locked, so the fixed lock order of every other service holds. The
+    holder is found without locks, locked inside a savepoint, and its status read again: if a
+    merge moved the points on meanwhile, rolling back to the savepoint releases that lock
+    before the next holder is tried (holding it while locking the next would be chain order,
+    not key order, and could deadlock with a merge of the same two members).
     """
     for _ in range(50):
-        accounts = member_accounts_lock(member.pk)[member.pk]
-        current = Member.objects.get(pk=member.pk)
-        if current.status != MemberStatus.MERGED or current.merged_into_id is None:
+        holder = member
+        while holder.status == MemberStatus.MERGED and holder.merged_into_id is not None:
+            holder = Member.objects.get(pk=holder.merged_into_id)
+        savepoint = transaction.savepoint()
+        accounts = member_accounts_lock(holder.pk)[holder.pk]
+        current = Member.objects.get(pk=holder.pk)
+        if current.status != MemberStatus.MERGED:
+            transaction.savepoint_commit(savepoint)
             return current, accounts
-        member = Member.objects.get(pk=current.merged_into_id)
-    raise LedgerConflict("Merge chain too long.")
+        transaction.savepoint_rollback(savepoint)
+        member = current
+    raise LedgerConflict("The member was merged too many times to follow.")
 
 
 def _lock_active_member(member: Member) -> MemberAccounts:
