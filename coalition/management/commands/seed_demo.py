@@ -80,4 +80,4 @@ class Command(BaseCommand):
         self.stdout.write("Staff logins (demo only, password = username):")
         for username, role in result.logins:
             self.stdout.write(f"  {username} / {username}  ({role})")
-        self.stdout.write("Sign in at /admin/ (http://127.0.0.1:8000/admin/ under `make run`).")
+        self.stdout.write("Sign in at /admin/ on the web server (make run prints its address).")
