@@ -46,7 +46,11 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["-enrolled_at"]
-        indexes = [models.Index(fields=["coalition", "status"])]
+        indexes = [
+            models.Index(fields=["coalition", "status"]),
+            # The staff member list is ordered newest first.
+            models.Index(fields=["-enrolled_at"], name="member_enrolled_at_desc"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(adult_declared=True)

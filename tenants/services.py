@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import transaction
 
+from coalition.errors import InvalidRequest
 from coalition.models import Account, AccountKind, Coalition
 from tenants.models import Store, Tenant, TenantStatus, Till
 
@@ -53,6 +54,11 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor: Any) -> Tenant:
     """Suspend, reactivate or exit a tenant. An exited tenant's points stay redeemable elsewhere:
     they were funded when issued."""
     del actor  # recorded by the admin's log entry; the audit trail arrives with issue 6
+    if status not in TenantStatus.values:
+        raise InvalidRequest(f"Unknown tenant status {status!r}.", field="status")
+    current = Tenant.objects.select_for_update().get(pk=tenant.pk).status
+    if current == TenantStatus.EXITED and status != TenantStatus.EXITED:
+        raise InvalidRequest("A tenant that has exited the programme cannot come back to it.")
     Tenant.objects.filter(pk=tenant.pk).update(status=status)
     tenant.status = status
     return tenant

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from coalition.errors import InsufficientPoints, InvalidRequest
+from coalition.errors import InsufficientPoints, InvalidRequest, MemberNotFound
 from coalition.models import AdjustmentRequest, AdjustmentStatus, JournalKind, Lot
 from coalition.services import (
     Posting,
@@ -76,3 +76,15 @@ def test_rejected_adjustment_posts_nothing(member, staff, checker, till_a):
     request.refresh_from_db()
     assert request.status == AdjustmentStatus.REJECTED
     assert member_balances(member).balance == 1
+
+
+def test_large_adjustment_of_a_merged_member_is_refused_at_once(coalition, member, staff):
+    from members.services import member_enrol, members_merge
+
+    survivor = member_enrol(
+        coalition=coalition, card="S1", adult=True, consents={"programme": True}
+    )
+    members_merge(survivor=survivor, merged=member, actor=staff, reason="same person")
+    with pytest.raises(MemberNotFound):
+        points_adjust(member=member, points=5000, reason="late", actor=staff)
+    assert not AdjustmentRequest.objects.exists()

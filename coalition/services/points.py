@@ -527,6 +527,11 @@ def points_adjust(
         raise InvalidRequest("Only staff can adjust points.")
     coalition = member.coalition
     if abs(points) > coalition.adjustment_approval_threshold:
+        # Refuse now rather than at approval: a merged or erased member cannot be adjusted.
+        if Member.objects.filter(pk=member.pk).values_list("status", flat=True).first() != (
+            MemberStatus.ACTIVE
+        ):
+            raise MemberNotFound("This member is not enrolled.")
         return AdjustmentRequest.objects.create(
             coalition=coalition,
             member=member,
@@ -565,6 +570,8 @@ def adjustment_reject(*, request: AdjustmentRequest, approver: Any) -> Adjustmen
     locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
     if locked.status != AdjustmentStatus.PENDING:
         raise InvalidRequest(f"This request is already {locked.get_status_display().lower()}.")
+    if approver is None or not getattr(approver, "is_staff", False):
+        raise InvalidRequest("Only staff can reject adjustments.")
     if approver.pk == locked.requested_by_id:
         raise InvalidRequest("The staff member who asked for an adjustment cannot decide it.")
     locked.status = AdjustmentStatus.REJECTED
