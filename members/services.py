@@ -8,9 +8,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from coalition.errors import InvalidRequest, MemberExists, MemberNotFound
-from coalition.models import Account, AccountKind, Coalition, Journal, JournalKind, Lot
-from coalition.money import money_round
-from coalition.services.ledger import Leg, journal_post, lots_fit, member_accounts_lock
+from coalition.models import Account, AccountKind, Coalition, JournalKind, Lot
+from coalition.services.ledger import (
+    Leg,
+    journal_at_nominal,
+    journal_post,
+    lots_fit,
+    member_accounts_lock,
+)
 from consent.models import ConsentChannel, ConsentPurpose
 from consent.services import consents_record
 from members.identifiers import card_generate, identifier_normalise
@@ -140,17 +145,14 @@ def members_merge(
     nominal = coalition.point_value
     gone, kept = accounts[merged.pk], accounts[survivor.pk]
     points, pending = gone.points.balance, gone.pending.balance
-    journal = Journal(
+    journal = journal_at_nominal(
         coalition=coalition,
         kind=JournalKind.MERGE,
+        points=abs(points) + abs(pending),
+        at=now,
         member=merged,
         counterpart=survivor,
-        points=abs(points) + abs(pending),
-        value=money_round((abs(points) + abs(pending)) * nominal),
-        point_value=nominal,
         reason=reason.strip(),
-        occurred_at=now,
-        posted_at=now,
         created_by=actor,
     )
     journal_post(

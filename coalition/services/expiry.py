@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from coalition.models import AccountKind, Coalition, Journal, JournalKind, Lot
-from coalition.money import money_round
+from coalition.models import AccountKind, Coalition, JournalKind, Lot
 from coalition.services.ledger import (
     Leg,
     MemberId,
     coalition_account,
+    journal_at_nominal,
     journal_post,
     lots_consume,
     member_accounts_lock,
@@ -44,14 +44,12 @@ def lots_expire_member(*, coalition: Coalition, member_id: MemberId, as_of: date
         if points <= 0:
             return 0
         nominal = coalition.point_value
-        journal = Journal(
+        journal = journal_at_nominal(
             coalition=coalition,
             kind=JournalKind.EXPIRE,
-            member_id=member_id,
             points=points,
-            value=money_round(points * nominal),
-            point_value=nominal,
-            occurred_at=as_of,
+            at=as_of,
+            member_id=member_id,
             posted_at=timezone.now(),
         )
         journal_post(

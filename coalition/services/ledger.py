@@ -7,15 +7,25 @@ one member's points, and with them the member's lots.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from django.db.models import F, Q, Sum
 
 from coalition.errors import LedgerConflict
-from coalition.models import MEMBER_KINDS_SET, Account, AccountKind, Entry, Journal, Lot
+from coalition.models import (
+    MEMBER_KINDS_SET,
+    Account,
+    AccountKind,
+    Coalition,
+    Entry,
+    Journal,
+    Lot,
+)
 from coalition.models import LotConsumption as Consumption
+from coalition.money import money_round
 
 MemberId = UUID | str
 
@@ -75,6 +85,27 @@ def tenant_account(coalition_id: int, tenant_id: int, kind: AccountKind) -> Acco
         coalition_id=coalition_id, tenant_id=tenant_id, kind=kind
     )
     return account
+
+
+def journal_at_nominal(
+    *, coalition: Coalition, kind: str, points: int, at: datetime, **fields: Any
+) -> Journal:
+    """An unsaved journal of `points` valued at the coalition's nominal point value now.
+
+    For postings that are not a purchase (adjustments, releases, expiries, merges): occurred and
+    posted at `at` unless `fields` says otherwise.
+    """
+    nominal = coalition.point_value
+    fields.setdefault("occurred_at", at)
+    fields.setdefault("posted_at", at)
+    return Journal(
+        coalition=coalition,
+        kind=kind,
+        points=points,
+        value=money_round(points * nominal),
+        point_value=nominal,
+        **fields,
+    )
 
 
 def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:

@@ -42,6 +42,7 @@ from coalition.services.ledger import (
     MemberId,
     coalition_account,
     consumed_by,
+    journal_at_nominal,
     journal_post,
     lot_create,
     lots_consume,
@@ -593,16 +594,13 @@ def _adjust_post(
             available=max(accounts.points.balance, 0),
         )
     nominal = coalition.point_value
-    journal = Journal(
+    journal = journal_at_nominal(
         coalition=coalition,
         kind=JournalKind.ADJUST,
-        member=member,
         points=abs(points),
-        value=money_round(abs(points) * nominal),
-        point_value=nominal,
+        at=now,
+        member=member,
         reason=reason.strip(),
-        occurred_at=now,
-        posted_at=now,
         created_by=actor,
     )
     before = accounts.points.balance
@@ -645,15 +643,8 @@ def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | 
         if not due:
             return None
         nominal = coalition.point_value
-        journal = Journal(
-            coalition=coalition,
-            kind=JournalKind.RELEASE,
-            member=member,
-            points=points,
-            value=money_round(points * nominal),
-            point_value=nominal,
-            occurred_at=as_of,
-            posted_at=as_of,
+        journal = journal_at_nominal(
+            coalition=coalition, kind=JournalKind.RELEASE, points=points, at=as_of, member=member
         )
         journal_post(
             journal,
