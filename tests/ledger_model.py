@@ -71,6 +71,7 @@ class MLot:
     expires_on: date
     points: int
     remaining: int
+    expired: int = 0
 
 
 @dataclass
@@ -89,6 +90,7 @@ class MEarn:
     points: int
     refunded: Decimal = Decimal("0.00")
     reversed: int = 0
+    from_breakage: int = 0  # expired points of its lot that refunds took back from breakage
 
 
 @dataclass
@@ -202,12 +204,17 @@ class LedgerModel:
         total_reversed = original.points - earn_points(unrefunded - refund)
         points = max(total_reversed - original.reversed, 0)
         member = self.survivor(original.member)
-        member.balance -= points
-        # The earn's own lot first, then the oldest others; what no lot covers goes negative.
         own = self.lots.get(earn)
+        from_own = min(points, own.remaining if own else 0)
+        # What of its lot already expired comes back from breakage, not from the member again.
+        expired_left = (own.expired if own else 0) - original.from_breakage
+        from_breakage = max(min(points - from_own, expired_left), 0)
+        member.balance -= points - from_breakage
+        # The earn's own lot first, then the oldest others; what no lot covers goes negative.
         mine = [own] if own is not None and own.remaining > 0 else []
         others = [lot for lot in self.open_lots(member.key) if lot.key != earn]
-        self._take(mine + others, points)
+        self._take(mine + others, points - from_breakage)
+        original.from_breakage += from_breakage
         original.refunded += refund
         original.reversed += points
         return points
@@ -258,6 +265,7 @@ class LedgerModel:
             if lot.remaining > 0 and lot.expires_on < today:
                 self.members[lot.member].balance -= lot.remaining
                 total += lot.remaining
+                lot.expired += lot.remaining
                 lot.remaining = 0
         return total
 

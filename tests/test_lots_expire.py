@@ -5,7 +5,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coalition.models import Account, AccountKind, Coalition, ExpiryPolicy, JournalKind, Lot
-from coalition.services import lots_expire, points_burn, points_earn
+from coalition.services import lots_expire, points_burn, points_earn, points_reverse
 from coalition.services.programme import lot_expiry
 from members.selectors import member_balances, member_expiring
 
@@ -123,3 +123,45 @@ def test_sliding_expiry_moves_with_activity(coalition, till_a, member):
     assert Lot.objects.get(journal=first.journal).expires_on == date(2025, 10, 31)
     assert lots_expire(as_of=at(2025, 9, 1)) == 0
     assert lots_expire(as_of=at(2025, 11, 2)) == 20
+
+
+def test_refund_after_expiry_takes_the_points_back_from_breakage(
+    till_a, till_b, member, assert_ledger_clean
+):
+    # Given 40 points earned, 10 spent and 30 expired
+    earned = points_earn(
+        till=till_a,
+        member=member,
+        amount=Decimal("4000.00"),
+        receipt="1",
+        occurred_at=at(2025, 1, 10),
+        now=at(2025, 1, 10),
+    )
+    points_burn(
+        till=till_b,
+        member=member,
+        points=10,
+        bill_amount=Decimal("500"),
+        receipt="2",
+        occurred_at=at(2025, 2, 1),
+        now=at(2025, 2, 1),
+    )
+    assert lots_expire(as_of=at(2026, 2, 1)) == 30
+    # When the purchase is refunded in two parts
+    first = points_reverse(
+        original=earned.journal,
+        tenant=till_a.tenant,
+        reason="late return",
+        amount=Decimal("2500.00"),
+        now=at(2026, 2, 2),
+    )
+    # Then the 25 points come out of breakage: the member does not lose them a second time
+    assert (first.journal.points, first.balance) == (25, 0)
+    rest = points_reverse(
+        original=earned.journal, tenant=till_a.tenant, reason="rest", now=at(2026, 2, 3)
+    )
+    # And of the last 15, only 5 were still in breakage: the 10 spent ones go negative, once
+    assert (rest.journal.points, rest.balance) == (15, -10)
+    breakage = Account.objects.get(coalition=member.coalition, kind=AccountKind.BREAKAGE)
+    assert sum(e.points for e in breakage.entries.all()) == 0
+    assert_ledger_clean(member.coalition)

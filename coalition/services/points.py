@@ -30,10 +30,12 @@ from coalition.models import (
     AccountKind,
     AdjustmentRequest,
     AdjustmentStatus,
+    Entry,
     ExpiryPolicy,
     Journal,
     JournalKind,
     Lot,
+    LotConsumption,
 )
 from coalition.money import money_round
 from coalition.services.ledger import (
@@ -432,10 +434,20 @@ def _earn_reverse(
     # Points still held back from this earn are cancelled from pending before anything else.
     pending_lot = Lot.objects.filter(journal=original, pending_until__isnull=False).first()
     from_pending = min(points, pending_lot.remaining) if pending_lot else 0
-    from_points = points - from_pending
+    own = list(Lot.objects.filter(journal=original, pending_until__isnull=True, remaining__gt=0))
+    from_own = min(points - from_pending, sum(lot.remaining for lot in own))
+    # Points of this earn that already expired went to breakage: the refund takes them back
+    # from there rather than a second time from the member.
+    from_breakage = min(points - from_pending - from_own, _expired_not_returned(original))
+    from_points = points - from_pending - from_breakage
     legs = [
         Leg(accounts.pending, -from_pending, -from_pending * nominal),
         Leg(accounts.points, -from_points, -from_points * nominal),
+        Leg(
+            coalition_account(coalition.pk, AccountKind.BREAKAGE),
+            -from_breakage,
+            -from_breakage * nominal,
+        ),
         Leg(
             tenant_account(coalition.pk, original.tenant_id, AccountKind.TENANT_ISSUED),  # type: ignore[arg-type]
             points,
@@ -451,12 +463,20 @@ def _earn_reverse(
         lots_consume([pending_lot], from_pending, journal)
     if from_points:
         # The original lot first, then the oldest others; what no lot covers goes negative.
-        own = list(
-            Lot.objects.filter(journal=original, pending_until__isnull=True, remaining__gt=0)
-        )
         others = [lot for lot in open_lots(member.pk) if lot.journal_id != original.pk]
         lots_consume(own + others, from_points, journal)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)
+
+
+def _expired_not_returned(original: Journal) -> int:
+    """Points of an earn's lot that expired, less what earlier refunds took back from breakage."""
+    expired = LotConsumption.objects.filter(
+        lot__journal=original, journal__kind=JournalKind.EXPIRE
+    ).aggregate(total=Sum("points"))["total"]
+    returned = Entry.objects.filter(
+        journal__reverses=original, account__kind=AccountKind.BREAKAGE
+    ).aggregate(total=Sum("points"))["total"]
+    return max(int(expired or 0) + int(returned or 0), 0)
 
 
 def _burn_reverse(
