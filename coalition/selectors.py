@@ -117,18 +117,91 @@ CHECKS: dict[str, str] = {
         FROM flows f JOIN balances b USING (member_id)
         WHERE f.earned <> b.active + b.pending + f.spent + f.expired + f.other
     """,
-    # The pool, at nominal value: points held by members equal what the ledger owes them.
-    "pool": """
-        SELECT 'coalition ' || %(c)s,
-               'member points ' || COALESCE(SUM(e.points) FILTER (WHERE member), 0)
-               || ' against other accounts '
-               || COALESCE(-SUM(e.points) FILTER (WHERE NOT member), 0)
-        FROM (
-            SELECT e.points, a.kind IN ('member_points', 'member_pending') AS member
+    # A journal's header tells the truth about its entries: the points its counter account
+    # moved (tenant issued or honoured, breakage, adjustment...) and their value at nominal.
+    "journal_header": """
+        SELECT 'journal ' || j.id,
+               j.kind || ' of ' || j.points || ' points worth ' || j.value || ', but its '
+               || c.counter || ' entries move ' || COALESCE(m.moved, 0)
+        FROM coalition_journal j
+        CROSS JOIN LATERAL (
+            SELECT CASE j.kind
+                       WHEN 'earn' THEN 'tenant_issued'
+                       WHEN 'earn_reversal' THEN 'tenant_issued'
+                       WHEN 'burn' THEN 'tenant_redeemed'
+                       WHEN 'burn_reversal' THEN 'tenant_redeemed'
+                       WHEN 'expire' THEN 'breakage' WHEN 'adjust' THEN 'adjustment'
+                       WHEN 'release' THEN 'member_pending' WHEN 'forfeit' THEN 'forfeit'
+                   END AS counter,
+                   CASE j.kind
+                       WHEN 'earn' THEN -1 WHEN 'earn_reversal' THEN 1 WHEN 'burn' THEN 1
+                       WHEN 'burn_reversal' THEN -1 WHEN 'expire' THEN 1 WHEN 'release' THEN -1
+                       WHEN 'forfeit' THEN 1
+                   END AS sign
+        ) c
+        LEFT JOIN LATERAL (
+            SELECT SUM(e.points) AS moved
             FROM coalition_entry e JOIN coalition_account a ON a.id = e.account_id
+            WHERE e.journal_id = j.id AND a.kind = c.counter
+        ) m ON TRUE
+        WHERE j.coalition_id = %(c)s
+          AND (j.value <> ROUND(j.points * j.point_value, 2)
+               OR (c.counter IS NOT NULL AND c.sign IS NOT NULL
+                   AND j.points * c.sign <> COALESCE(m.moved, 0))
+               OR (j.kind = 'adjust' AND j.points <> ABS(COALESCE(m.moved, 0))))
+    """,
+    # Each leg is valued at its rate: members, breakage and operator-funded accounts at the
+    # journal's nominal value, tenants at the rate recorded on the journal; money-only legs
+    # (no points) are the operator's margin and redemption variance, nothing else.
+    "entry_value": """
+        SELECT 'entry ' || id, kind || ' leg of ' || points || ' points valued ' || value
+               || COALESCE(', expected ' || expected, ', expected no points')
+        FROM (
+            SELECT e.id, e.points, e.value, a.kind,
+                   CASE
+                       WHEN a.kind = 'tenant_issued'
+                           THEN e.points * COALESCE(j.price_per_point, j.point_value)
+                       WHEN a.kind = 'tenant_redeemed'
+                           THEN e.points * COALESCE(j.reimbursement_per_point, j.point_value)
+                       WHEN a.kind IN ('margin', 'variance') THEN NULL
+                       ELSE e.points * j.point_value
+                   END AS expected
+            FROM coalition_entry e
+            JOIN coalition_account a ON a.id = e.account_id
+            JOIN coalition_journal j ON j.id = e.journal_id
             WHERE a.coalition_id = %(c)s
-        ) e
-        HAVING COALESCE(SUM(e.points), 0) <> 0
+        ) legs
+        WHERE (kind IN ('margin', 'variance') AND points <> 0)
+           OR (kind NOT IN ('margin', 'variance') AND value <> expected)
+    """,
+    # A burn and an expiry take exactly their points from lots.
+    "lot_consumption": """
+        SELECT 'journal ' || j.id,
+               j.kind || ' of ' || j.points || ' points took ' || COALESCE(SUM(c.points), 0)
+               || ' from lots'
+        FROM coalition_journal j LEFT JOIN coalition_lotconsumption c ON c.journal_id = j.id
+        WHERE j.coalition_id = %(c)s AND j.kind IN ('burn', 'expire')
+        GROUP BY j.id HAVING j.points <> COALESCE(SUM(c.points), 0)
+    """,
+    # The liability, in money at nominal value: what members' entries are worth equals the
+    # points they hold times the point's value (domain.md: funded - redeemed - expired
+    # +/- adjustments = outstanding points x point value).
+    "liability": """
+        SELECT 'coalition ' || co.id,
+               'member entries are worth ' || COALESCE(v.worth, 0) || ' but '
+               || COALESCE(b.held, 0) || ' points held are worth '
+               || COALESCE(b.held, 0) * co.point_value
+        FROM coalition_coalition co
+        LEFT JOIN LATERAL (
+            SELECT SUM(e.value) AS worth
+            FROM coalition_entry e JOIN coalition_account a ON a.id = e.account_id
+            WHERE a.coalition_id = co.id AND a.kind IN ('member_points', 'member_pending')
+        ) v ON TRUE
+        LEFT JOIN LATERAL (
+            SELECT SUM(balance) AS held FROM coalition_account
+            WHERE coalition_id = co.id AND kind IN ('member_points', 'member_pending')
+        ) b ON TRUE
+        WHERE co.id = %(c)s AND COALESCE(v.worth, 0) <> COALESCE(b.held, 0) * co.point_value
     """,
 }
 
@@ -140,8 +213,10 @@ def ledger_verify(coalition: Coalition) -> list[Discrepancy]:
     written; every cached balance equals the sum of its entries and its last after-balance;
     each member entry continues the previous one's balance; each lot's remaining equals its
     points less its consumptions; spendable lots equal the positive balance and pending lots
-    the pending balance; per member, earned = active + pending + spent + expired + other; and
-    the points held by members equal the points owed by every other account.
+    the pending balance; per member, earned = active + pending + spent + expired + other; each
+    journal's header matches its entries; each leg is valued at its rate; burns and expiries
+    take exactly their points from lots; and the liability in money equals the points held
+    times the point's value.
     """
     found: list[Discrepancy] = []
     with connection.cursor() as cursor:

@@ -47,6 +47,7 @@ def test_verify_reports_exactly_a_changed_tenant_entry(posted):
     assert found == {
         ("journal_unbalanced", f"journal {entry.journal_id}"),
         ("entry_changed", f"entry {entry.pk}"),
+        ("entry_value", f"entry {entry.pk}"),
     }
 
 
@@ -69,7 +70,7 @@ def test_verify_reports_a_changed_member_entry_everywhere_it_shows(posted):
         ("balance_chain", f"entry {following.pk}"),
         ("balance_cache", f"account {entry.account_id}"),
         ("member_flow", member),
-        ("pool", f"coalition {posted.coalition_id}"),
+        ("entry_value", f"entry {entry.pk}"),
     }
 
 
@@ -84,4 +85,50 @@ def test_verify_reports_a_drifted_cache_and_lot(posted):
             "UPDATE coalition_lot SET remaining = remaining - 2 WHERE member_id = %s", [posted.pk]
         )
     checks = sorted(d.check for d in ledger_verify(posted.coalition))
-    assert checks == ["balance_cache", "lot_remaining", "lots_vs_balance", "member_flow"]
+    assert checks == [
+        "balance_cache",
+        "liability",
+        "lot_remaining",
+        "lots_vs_balance",
+        "member_flow",
+    ]
+
+
+def test_verify_catches_a_balanced_journal_that_misvalues_its_legs(coalition, member, till_a):
+    # A journal can balance and still lie: 40 points valued at 80.00 for the member, a
+    # money-only leg on a member account, and a header claiming 999 points.
+    from django.utils import timezone
+
+    from coalition.models import Account, JournalKind
+    from coalition.services.ledger import Leg, journal_post, member_accounts_lock
+
+    accounts = member_accounts_lock(member.pk)[member.pk]
+    issued = Account.objects.get(tenant=till_a.tenant, kind=AccountKind.TENANT_ISSUED)
+    journal = Journal(
+        coalition=coalition,
+        kind=JournalKind.EARN,
+        member=member,
+        tenant=till_a.tenant,
+        points=999,
+        value=Decimal("999.00"),
+        point_value=Decimal("1"),
+        occurred_at=timezone.now(),
+        posted_at=timezone.now(),
+    )
+    journal_post(
+        journal,
+        [
+            Leg(accounts.points, 40, Decimal("80")),
+            Leg(accounts.pending, 0, Decimal("5")),
+            Leg(issued, -40, Decimal("-85")),
+        ],
+    )
+    found = {(d.check, d.subject) for d in ledger_verify(coalition)}
+    entries = {e.account.kind: e.pk for e in journal.entries.select_related("account")}
+    assert found >= {
+        ("journal_header", f"journal {journal.pk}"),
+        ("entry_value", f"entry {entries['member_points']}"),
+        ("entry_value", f"entry {entries['member_pending']}"),
+        ("entry_value", f"entry {entries['tenant_issued']}"),
+        ("liability", f"coalition {coalition.pk}"),
+    }

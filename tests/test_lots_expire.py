@@ -165,3 +165,34 @@ def test_refund_after_expiry_takes_the_points_back_from_breakage(
     breakage = Account.objects.get(coalition=member.coalition, kind=AccountKind.BREAKAGE)
     assert sum(e.points for e in breakage.entries.all()) == 0
     assert_ledger_clean(member.coalition)
+
+
+def test_a_voided_burn_under_sliding_expiry_gets_a_fresh_date(coalition, till_a, till_b, member):
+    Coalition.objects.filter(pk=coalition.pk).update(
+        expiry_policy=ExpiryPolicy.SLIDING, expiry_months=6
+    )
+    for till in (till_a, till_b):
+        till.tenant.coalition.refresh_from_db()
+    first = points_earn(
+        till=till_a,
+        member=member,
+        amount=Decimal("10000.00"),
+        receipt="1",
+        occurred_at=at(2025, 1, 10),
+        now=at(2025, 1, 10),
+    )
+    spent = points_burn(
+        till=till_b,
+        member=member,
+        points=100,
+        bill_amount=Decimal("500"),
+        receipt="2",
+        occurred_at=at(2025, 2, 1),
+        now=at(2025, 2, 1),
+    )
+    # The emptied lot kept its old date; voiding the burn months later is activity
+    points_reverse(original=spent.journal, tenant=till_b.tenant, reason="void", now=at(2025, 12, 5))
+    lot = Lot.objects.get(journal=first.journal)
+    assert (lot.remaining, lot.expires_on) == (100, date(2026, 6, 4))
+    assert lots_expire(as_of=at(2025, 12, 6)) == 0
+    assert member_balances(member).balance == 100

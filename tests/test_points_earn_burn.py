@@ -185,3 +185,25 @@ def test_every_member_entry_records_balances_before_and_after(till_a, till_b, me
     assert rows == [(0, 40, 40), (40, -15, 25)]
     tenant_rows = Entry.objects.filter(account__tenant__isnull=False)
     assert set(tenant_rows.values_list("balance_before", "balance_after")) == {(None, None)}
+
+
+def test_holdback_lasts_whole_days_not_until_midnight(coalition, till_a, member):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    Coalition.objects.filter(pk=coalition.pk).update(holdback_days=1)
+    till_a.tenant.coalition.refresh_from_db()
+    late = datetime(2025, 3, 1, 23, 59, tzinfo=ZoneInfo("Asia/Kolkata"))
+    points_earn(
+        till=till_a,
+        member=member,
+        amount=Decimal("1000.00"),
+        receipt="1",
+        occurred_at=late,
+        now=late,
+    )
+    # Six minutes later it is another day, but not a day later: still pending
+    assert points_release(as_of=late + timedelta(minutes=6)) == 0
+    assert member_balances(member).pending == 10
+    assert points_release(as_of=late + timedelta(days=1)) == 1
+    assert member_balances(member).balance == 10

@@ -127,3 +127,17 @@ def test_a_reversal_cannot_be_reversed(till_a, member):
     reversal = points_reverse(original=original, tenant=till_a.tenant, reason="r").journal
     with pytest.raises(NotReversible):
         points_reverse(original=reversal, tenant=till_a.tenant, reason="again")
+
+
+def test_partial_refund_uses_the_earn_rule_of_the_purchase(coalition, till_a, member):
+    from coalition.models import Coalition
+
+    original = earn(till_a, member, "4000.00", "A-1").journal
+    # Staff change the earn rule after the purchase
+    Coalition.objects.filter(pk=coalition.pk).update(earn_block=Decimal("200.00"))
+    till_a.tenant.coalition.refresh_from_db()
+    result = points_reverse(
+        original=original, tenant=till_a.tenant, reason="one item", amount=Decimal("1000.00")
+    )
+    # The 3000 left would have earned 30 under the rule of the purchase: 10 are reversed
+    assert (result.journal.points, result.balance) == (10, 30)

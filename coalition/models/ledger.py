@@ -142,6 +142,14 @@ class Journal(models.Model):
         max_digits=18, decimal_places=2, help_text="Points at nominal value (burn: the discount)."
     )
     point_value = models.DecimalField(max_digits=10, decimal_places=4)
+    earn_block = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Earn: the earn rule in force, so a later partial refund uses the same rule.",
+    )
+    points_per_block = models.PositiveIntegerField(null=True, blank=True)
     price_per_point = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     reimbursement_per_point = models.DecimalField(
         max_digits=10, decimal_places=4, null=True, blank=True
@@ -245,7 +253,9 @@ class Lot(models.Model):
     remaining = models.BigIntegerField()
     earned_at = models.DateTimeField()
     expires_on = models.DateField(null=True, blank=True)
-    pending_until = models.DateField(null=True, blank=True)
+    pending_until = models.DateTimeField(
+        null=True, blank=True, help_text="Holdback: the moment these points become spendable."
+    )
 
     class Meta:
         indexes = [

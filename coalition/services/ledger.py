@@ -198,7 +198,7 @@ def lot_create(
     points: int,
     funding_tenant_id: int | None,
     expires_on: date | None,
-    pending_until: date | None = None,
+    pending_until: datetime | None = None,
 ) -> Lot | None:
     if points <= 0:
         return None

@@ -53,7 +53,13 @@ from coalition.services.ledger import (
     open_lots,
     tenant_account,
 )
-from coalition.services.programme import add_months, earn_points, local_date, lot_expiry
+from coalition.services.programme import (
+    add_months,
+    earn_points,
+    earn_points_by_rule,
+    local_date,
+    lot_expiry,
+)
 from members.models import Member, MemberStatus
 from tenants.models import Tenant, Till
 from tenants.selectors import tenant_can_issue, tenant_can_redeem, tenant_rates_on
@@ -197,6 +203,8 @@ def points_earn(
         amount=amount,
         value=money_round(points * nominal),
         point_value=nominal,
+        earn_block=coalition.earn_block,
+        points_per_block=coalition.points_per_block,
         price_per_point=price,
         reimbursement_per_point=reimbursement,
         occurred_at=occurred_at,
@@ -227,9 +235,7 @@ def points_earn(
         points=lot_points,
         funding_tenant_id=tenant.pk,
         expires_on=lot_expiry(coalition, occurred_on),
-        pending_until=(
-            local_date(coalition, now) + timedelta(days=coalition.holdback_days) if held else None
-        ),
+        pending_until=now + timedelta(days=coalition.holdback_days) if held else None,
     )
     _lots_slide(member, coalition, local_date(coalition, now))
     _touch(member, now)
@@ -350,9 +356,31 @@ def points_reverse(
     member, accounts = _lock_points_holder(original.member)
     done_points, done_amount = _reversed_so_far(original)
     if original.kind == JournalKind.EARN:
-        return _earn_reverse(
+        posting = _earn_reverse(
             original, member, accounts, reason, amount, done_points, done_amount, till, user, now
         )
+    else:
+        posting = _burn_reverse_checked(
+            original, member, accounts, reason, amount, points, done_points, till, user, now
+        )
+    # A return at a till is activity: under sliding expiry it moves every open lot, restored
+    # ones included (a burn reversal refills lots that may carry an old date).
+    _lots_slide(member, member.coalition, local_date(member.coalition, now))
+    return posting
+
+
+def _burn_reverse_checked(
+    original: Journal,
+    member: Member,
+    accounts: MemberAccounts,
+    reason: str,
+    amount: Decimal | None,
+    points: int | None,
+    done_points: int,
+    till: Any,
+    user: Any,
+    now: datetime,
+) -> Posting:
     if amount is not None:
         raise InvalidRequest("A burn is reversed in points, not an amount.", field="amount")
     remaining = original.points - done_points
@@ -423,8 +451,13 @@ def _earn_reverse(
             remaining=str(unrefunded),
             remaining_points=original.points - done_points,
         )
-    # The points reversed are the original points minus what the unrefunded rest would earn.
-    keep = earn_points(coalition, original.amount - done_amount - refund)
+    # The points reversed are the original points minus what the unrefunded rest would earn,
+    # under the earn rule the purchase was posted with (not one staff changed since).
+    keep = earn_points_by_rule(
+        original.amount - done_amount - refund,
+        block=original.earn_block or coalition.earn_block,
+        per_block=original.points_per_block or coalition.points_per_block,
+    )
     points = max(original.points - keep - done_points, 0)
     journal = _reversal_journal(
         original, member, JournalKind.EARN_REVERSAL, points, reason, till, user, now, refund
@@ -656,7 +689,7 @@ def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | 
             Lot.objects.filter(
                 member_id=member_id,
                 pending_until__isnull=False,
-                pending_until__lte=local_date(coalition, as_of),
+                pending_until__lte=as_of,
             )
         )
         points = sum(lot.remaining for lot in due)
@@ -682,9 +715,7 @@ def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | 
 def points_release(*, as_of: datetime | None = None, coalition_id: int | None = None) -> int:
     """Release every pending lot due as of `as_of`, one member per transaction. Idempotent."""
     as_of = as_of or timezone.now()
-    # A day of slack on the UTC date: the per-member step re-checks in the coalition zone.
-    horizon = as_of.date() + timedelta(days=1)
-    lots = Lot.objects.filter(pending_until__isnull=False, pending_until__lte=horizon)
+    lots = Lot.objects.filter(pending_until__isnull=False, pending_until__lte=as_of)
     if coalition_id is not None:
         lots = lots.filter(coalition_id=coalition_id)
     released = 0

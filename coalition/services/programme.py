@@ -44,10 +44,17 @@ def local_date(coalition: Coalition, moment: datetime) -> date:
 
 
 def earn_points(coalition: Coalition, amount: Decimal) -> int:
+    """Base points under the coalition's current earn rule."""
+    return earn_points_by_rule(
+        amount, block=coalition.earn_block, per_block=coalition.points_per_block
+    )
+
+
+def earn_points_by_rule(amount: Decimal, *, block: Decimal, per_block: int) -> int:
     """Base points: floor(amount / earn block) * points per block."""
     if amount <= 0:
         return 0
-    return int(amount // coalition.earn_block) * coalition.points_per_block
+    return int(amount // block) * per_block
 
 
 def add_months(day: date, months: int) -> date:
