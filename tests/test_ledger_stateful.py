@@ -39,13 +39,13 @@ from coalition.errors import DomainError
 from coalition.models import Account, AccountKind, Journal, Lot
 from coalition.selectors import ledger_verify
 from coalition.services import (
+    Posting,
     lots_expire,
     points_adjust,
     points_burn,
     points_earn,
     points_reverse,
 )
-from coalition.services.points import Posting
 from coalition.tests.factories import CoalitionFactory
 from members.models import Member
 from members.services import members_merge

@@ -7,25 +7,28 @@ one member's points, and with them the member's lots.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from django.db.models import F, Q, Sum
 
-from coalition.errors import LedgerConflict
+from coalition.errors import LedgerConflict, MemberNotFound
 from coalition.models import (
     MEMBER_KINDS_SET,
     Account,
     AccountKind,
     Coalition,
     Entry,
+    ExpiryPolicy,
     Journal,
     Lot,
 )
 from coalition.models import LotConsumption as Consumption
 from coalition.money import money_round
+from coalition.services.programme import add_months
+from members.models import Member, MemberStatus
 
 MemberId = UUID | str
 
@@ -230,3 +233,31 @@ def consumed_by(journal: Journal) -> dict[int, int]:
         .annotate(net=Sum("points"))
     )
     return {row["lot_id"]: int(row["net"]) for row in rows if row["net"] > 0}
+
+
+@dataclass(frozen=True)
+class Posting:
+    """What a points service returns: the journal and the member's balances after it."""
+
+    journal: Journal
+    balance: int
+    pending: int
+
+
+def member_lock_active(member: Member) -> MemberAccounts:
+    """Lock an active member's accounts; MemberNotFound if it was merged away or erased."""
+    accounts = member_accounts_lock(member.pk)[member.pk]
+    # Re-read the status under the lock, in its own statement: a merge or an erasure may have
+    # committed while we waited, and a status joined into the locking query would be the
+    # version from before the wait (PostgreSQL re-fetches only the rows it locks).
+    status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
+    if status != MemberStatus.ACTIVE:
+        raise MemberNotFound("This member is not enrolled.")
+    return accounts
+
+
+def lots_slide(member: Member, coalition: Coalition, today: date) -> None:
+    """Sliding expiry: any activity moves every open lot's expiry N months from today."""
+    if coalition.expiry_policy == ExpiryPolicy.SLIDING:
+        new_date = add_months(today, coalition.expiry_months) - timedelta(days=1)
+        Lot.objects.filter(member=member, remaining__gt=0).update(expires_on=new_date)
