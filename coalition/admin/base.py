@@ -50,11 +50,8 @@ class BigTableAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
-class ReadOnlyAdmin(BigTableAdmin):
-    """Rows written only by services (the ledger, audit records): staff may look, never touch.
-
-    The view permission stays; add, change and delete are refused for everyone, superusers too.
-    """
+class NoWritePermissions:
+    """Add, change and delete are refused for everyone, superusers too; viewing stays."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -66,22 +63,20 @@ class ReadOnlyAdmin(BigTableAdmin):
         return False
 
 
-class ReadOnlyTabularInline(admin.TabularInline):
+class ReadOnlyAdmin(NoWritePermissions, BigTableAdmin):
+    """Rows written only by services (the ledger, audit records): staff may look, never touch.
+
+    The view permission stays; add, change and delete are refused for everyone, superusers too.
+    """
+
+
+class ReadOnlyTabularInline(NoWritePermissions, admin.TabularInline):
     extra = 0
     can_delete = False
     classes = ("readonly-inline",)  # back_office/admin.css: no per-row caption
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ServiceCreateAdmin(admin.ModelAdmin):

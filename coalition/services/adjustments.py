@@ -63,18 +63,25 @@ def points_adjust(
     return _adjust_post(member=member, points=points, reason=reason, actor=actor, now=now)
 
 
+def _lock_for_decision(request: AdjustmentRequest, approver: Any, verb: str) -> AdjustmentRequest:
+    """Lock a pending request for a checker's decision: staff, and not the maker."""
+    # The row lock makes a double click (or two checkers at once) decide it only once.
+    locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
+    if locked.status != AdjustmentStatus.PENDING:
+        raise InvalidRequest(f"This request is already {locked.get_status_display().lower()}.")
+    if approver is None or not getattr(approver, "is_staff", False):
+        raise InvalidRequest(f"Only staff can {verb} adjustments.")
+    if approver.pk == locked.requested_by_id:
+        raise InvalidRequest(f"The staff member who asked for an adjustment cannot {verb} it.")
+    return locked
+
+
 @transaction.atomic
 def adjustment_approve(
     *, request: AdjustmentRequest, approver: Any, now: datetime | None = None
 ) -> Posting:
     """Maker-checker: a second staff member approves and the adjustment is posted."""
-    locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
-    if locked.status != AdjustmentStatus.PENDING:
-        raise InvalidRequest(f"This request is already {locked.get_status_display().lower()}.")
-    if approver is None or not getattr(approver, "is_staff", False):
-        raise InvalidRequest("Only staff can approve adjustments.")
-    if approver.pk == locked.requested_by_id:
-        raise InvalidRequest("The staff member who asked for an adjustment cannot approve it.")
+    locked = _lock_for_decision(request, approver, "approve")
     posting = _adjust_post(
         member=locked.member, points=locked.points, reason=locked.reason, actor=approver, now=now
     )
@@ -88,13 +95,7 @@ def adjustment_approve(
 
 @transaction.atomic
 def adjustment_reject(*, request: AdjustmentRequest, approver: Any) -> AdjustmentRequest:
-    locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
-    if locked.status != AdjustmentStatus.PENDING:
-        raise InvalidRequest(f"This request is already {locked.get_status_display().lower()}.")
-    if approver is None or not getattr(approver, "is_staff", False):
-        raise InvalidRequest("Only staff can reject adjustments.")
-    if approver.pk == locked.requested_by_id:
-        raise InvalidRequest("The staff member who asked for an adjustment cannot decide it.")
+    locked = _lock_for_decision(request, approver, "reject")
     locked.status = AdjustmentStatus.REJECTED
     locked.decided_by = approver
     locked.decided_at = timezone.now()
