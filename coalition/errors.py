@@ -95,3 +95,56 @@ class LedgerConflict(DomainError):
     problem = "try-again"
     title = "The ledger was busy"
     status = 503
+
+
+# Refusals of the till API itself (`till-api.md`), mapped by the same exception handler.
+
+
+class MalformedRequest(DomainError):
+    problem = "malformed-request"
+    title = "The body is not valid JSON"
+    status = 400
+
+
+class IdempotencyKeyMissing(DomainError):
+    problem = "idempotency-key-missing"
+    title = "Every POST needs an Idempotency-Key header"
+    status = 400
+
+
+class IdempotencyKeyInvalid(DomainError):
+    problem = "idempotency-key-invalid"
+    title = "An Idempotency-Key is 1 to 255 printable ASCII characters"
+    status = 400
+
+
+class IdempotencyKeyReused(DomainError):
+    problem = "idempotency-key-reused"
+    title = "This Idempotency-Key was used with another request"
+    status = 422
+
+
+class RequestInProgress(DomainError):
+    problem = "request-in-progress"
+    title = "A request with this Idempotency-Key is still running"
+    status = 409
+
+
+class PayloadTooLarge(DomainError):
+    problem = "payload-too-large"
+    title = "The request body is too large"
+    status = 413
+
+
+class TryAgain(DomainError):
+    """The database could not resolve a conflict within bounded retries; nothing was applied."""
+
+    problem = "try-again"
+    title = "The service is busy; nothing was applied"
+    status = 503
+
+
+class BatchNotFound(DomainError):
+    problem = "batch-not-found"
+    title = "No such batch"
+    status = 404

@@ -1,11 +1,15 @@
-"""Reads of the ledger. `ledger_verify` proves the ledger's invariants with set-based SQL."""
+"""Reads of the ledger. `ledger_verify` proves the ledger's invariants with set-based SQL;
+the `*_for_tenant` selectors are the only way a till reads transactions and batches."""
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import QuerySet
 
-from coalition.models import Coalition
+from coalition.errors import BatchNotFound, TransactionNotFound
+from coalition.models import Batch, Coalition, Journal, JournalKind
 
 
 @dataclass(frozen=True)
@@ -238,3 +242,43 @@ def ledger_totals(coalition: Coalition) -> dict[str, Any]:
             [coalition.pk],
         )
         return {kind: {"points": int(points), "value": value} for kind, points, value in cursor}
+
+
+# What a tenant's tills may read: always filtered by the tenant, so another tenant's transaction
+# is simply not found (404), never "forbidden" (which would confirm it exists).
+
+TILL_KINDS = (
+    JournalKind.EARN,
+    JournalKind.BURN,
+    JournalKind.EARN_REVERSAL,
+    JournalKind.BURN_REVERSAL,
+)
+
+
+def transactions_for_tenant(tenant_id: int) -> QuerySet[Journal]:
+    return Journal.objects.filter(tenant_id=tenant_id, kind__in=TILL_KINDS).select_related(
+        "tenant", "till", "reverses"
+    )
+
+
+def transaction_get_for_tenant(tenant_id: int, public_id: str) -> Journal:
+    try:
+        wanted = uuid.UUID(str(public_id))
+    except ValueError as exc:
+        raise TransactionNotFound("No such transaction for this tenant.") from exc
+    journal = transactions_for_tenant(tenant_id).filter(public_id=wanted).first()
+    if journal is None:
+        raise TransactionNotFound("No such transaction for this tenant.")
+    return journal
+
+
+def batch_get_for_till_tenant(tenant_id: int, public_id: str) -> Batch:
+    """A batch sent by any till of the tenant."""
+    try:
+        wanted = uuid.UUID(str(public_id))
+    except ValueError as exc:
+        raise BatchNotFound("No such batch for this tenant.") from exc
+    batch = Batch.objects.filter(till__tenant_id=tenant_id, public_id=wanted).first()
+    if batch is None:
+        raise BatchNotFound("No such batch for this tenant.")
+    return batch

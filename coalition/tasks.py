@@ -7,6 +7,7 @@ from celery import shared_task
 
 from coalition.claims import job_claim
 from coalition.services import lots_expire, points_release
+from coalition.services.batches import batch_process, batches_resume
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +32,16 @@ def points_release_task() -> int:
             logger.info("points_release is already running elsewhere; skipping")
             return 0
         return points_release()
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def batch_process_task(batch_id: int) -> str:
+    """Post the queued lines of one till batch file (safe to run twice: see `batch_process`)."""
+    batch = batch_process(batch_id=batch_id)
+    return batch.status if batch else "claimed elsewhere"
+
+
+@shared_task(soft_time_limit=5 * 60, time_limit=6 * 60)
+def batches_resume_task() -> int:
+    """Queue again the batch files whose message was lost or whose worker died."""
+    return batches_resume()

@@ -1,5 +1,9 @@
 from django.contrib import admin
-from django.urls import path
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django.views import defaults
+
+from coalition.api.problems import api_not_found, api_server_error
 
 admin.site.site_header = "Coalition loyalty back office"
 admin.site.site_title = "Coalition back office"
@@ -7,6 +11,22 @@ admin.site.index_title = "Programme administration"
 # No public site yet (the tenant portal arrives with settlement): no "View site" link.
 admin.site.site_url = None
 
+API_PREFIX = "/api/"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("coalition.api.urls")),
 ]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Under /api/ even an unknown path answers in problem+json."""
+    if request.path.startswith(API_PREFIX):
+        return api_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return api_server_error(request)
+    return defaults.server_error(request)

@@ -14,6 +14,24 @@ from members.identifiers import identifier_normalise
 from members.models import Identifier, IdentifierKind, Member, MemberStatus
 
 
+@dataclass(frozen=True)
+class MemberRef:
+    """A member as a till names it (`card`, `phone`, `email` or `id`), resolved only once the
+    service has checked everything that comes before it in the contract's order."""
+
+    kind: str
+    value: str
+
+
+def member_resolve(coalition: Coalition, member: "Member | MemberRef") -> Member:
+    """The member itself, or the active member a reference names; MemberNotFound otherwise."""
+    if isinstance(member, MemberRef):
+        return member_find(coalition, kind=member.kind, value=member.value)
+    if member.coalition_id != coalition.pk:
+        raise MemberNotFound("This member is not enrolled.")
+    return member
+
+
 def member_find(coalition: Coalition, *, kind: str, value: str) -> Member:
     """The active member known by an identifier (`card`, `phone`, `email`) or by `id`.
 

@@ -2,8 +2,10 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey
 
 
 class TenantCategory(models.TextChoices):
@@ -130,3 +132,21 @@ class Till(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.code}"
+
+
+class TillKey(AbstractAPIKey):
+    """A till's API key. Only a SHA-512 hash is stored (djangorestframework-api-key); the key
+    itself is shown once when it is made. Revoking is final; rotating makes a new key and
+    revokes the old one."""
+
+    till = models.ForeignKey(Till, on_delete=models.PROTECT, related_name="keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "till key"
+        verbose_name_plural = "till keys"
+        indexes = [models.Index(fields=["till", "revoked"])]

@@ -3,7 +3,7 @@
 from datetime import date
 from decimal import Decimal
 
-from tenants.models import Tenant, TenantRate, TenantStatus
+from tenants.models import Tenant, TenantRate, TenantStatus, Till, TillKey
 
 
 def tenant_rates_on(tenant: Tenant, day: date) -> tuple[Decimal, Decimal]:
@@ -39,3 +39,19 @@ def tenant_can_redeem(tenant: Tenant) -> bool:
     return (
         tenant.status == TenantStatus.ACTIVE and tenant.may_redeem and not tenant_in_arrears(tenant)
     )
+
+
+def till_for_key(raw_key: str) -> Till | None:
+    """The active till a live key belongs to, with its tenant and coalition, in one query;
+    None for an unknown, revoked, expired or malformed key."""
+    prefix, dot, _ = raw_key.partition(".")
+    if not dot or not prefix:
+        return None
+    key = (
+        TillKey.objects.select_related("till__tenant__coalition")
+        .filter(prefix=prefix, revoked=False, till__is_active=True)
+        .first()
+    )
+    if key is None or key.has_expired or not key.is_valid(raw_key):
+        return None
+    return key.till

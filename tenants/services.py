@@ -3,10 +3,11 @@
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.models import Account, AccountKind, Coalition
-from tenants.models import Store, Tenant, TenantStatus, Till
+from tenants.models import Store, Tenant, TenantStatus, Till, TillKey
 
 
 @transaction.atomic
@@ -61,4 +62,47 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor: Any) -> Tenant:
         raise InvalidRequest("A tenant that has exited the programme cannot come back to it.")
     Tenant.objects.filter(pk=tenant.pk).update(status=status)
     tenant.status = status
+    if status == TenantStatus.EXITED:
+        till_keys_revoke(tills=Till.objects.filter(tenant=tenant), reason="Tenant exited")
     return tenant
+
+
+@transaction.atomic
+def till_key_issue(*, till: Till, name: str = "", actor: Any = None) -> tuple[TillKey, str]:
+    """Make a new key for `till`. Returns the key itself, which is shown once and never stored."""
+    if till.tenant.status == TenantStatus.EXITED:
+        raise InvalidRequest("A tenant that has exited the programme gets no new keys.")
+    key = TillKey(
+        till=till, name=(name or f"{till.code} {timezone.now():%Y-%m-%d}")[:50], created_by=actor
+    )
+    raw = TillKey.objects.assign_key(key)
+    key.save(force_insert=True)
+    return key, raw
+
+
+@transaction.atomic
+def till_key_revoke(*, key: TillKey, reason: str = "Revoked", actor: Any = None) -> TillKey:
+    """Revoke a key for good; the next request that carries it gets 401."""
+    del actor  # recorded by the admin's log entry; the audit trail arrives with issue 6
+    TillKey.objects.filter(pk=key.pk, revoked=False).update(
+        revoked=True, revoked_at=timezone.now(), revoked_reason=reason[:200]
+    )
+    key.refresh_from_db()
+    return key
+
+
+@transaction.atomic
+def till_key_rotate(*, key: TillKey, actor: Any = None) -> tuple[TillKey, str]:
+    """Replace a key: a new one for the same till, and the old one revoked at once."""
+    current = TillKey.objects.select_for_update().select_related("till__tenant").get(pk=key.pk)
+    if current.revoked:
+        raise InvalidRequest("This key is already revoked; issue a new one instead.")
+    till_key_revoke(key=current, reason="Rotated", actor=actor)
+    return till_key_issue(till=current.till, name=current.name, actor=actor)
+
+
+def till_keys_revoke(*, tills: Any, reason: str) -> int:
+    """Revoke every live key of `tills` (a queryset); returns how many were revoked."""
+    return TillKey.objects.filter(till__in=tills, revoked=False).update(
+        revoked=True, revoked_at=timezone.now(), revoked_reason=reason[:200]
+    )

@@ -12,6 +12,7 @@ from coalition.models.ledger import (
     LotConsumption,
 )
 from coalition.models.programme import BreakagePolicy, Coalition, ExpiryPolicy
+from coalition.models.tills import Batch, BatchLine, BatchStatus, IdempotencyRecord, LineStatus
 
 __all__ = [
     "MEMBER_KINDS",
@@ -20,12 +21,17 @@ __all__ = [
     "AccountKind",
     "AdjustmentRequest",
     "AdjustmentStatus",
+    "Batch",
+    "BatchLine",
+    "BatchStatus",
     "BreakagePolicy",
     "Coalition",
     "Entry",
     "ExpiryPolicy",
+    "IdempotencyRecord",
     "Journal",
     "JournalKind",
+    "LineStatus",
     "Lot",
     "LotConsumption",
 ]

@@ -17,7 +17,6 @@ from coalition.errors import (
     DuplicateReceipt,
     InsufficientPoints,
     InvalidRequest,
-    MemberNotFound,
     TenantCannotIssue,
     TenantCannotRedeem,
 )
@@ -50,6 +49,7 @@ from coalition.services.programme import (
     lot_expiry,
 )
 from members.models import Member
+from members.selectors import MemberRef, member_resolve
 from tenants.models import Tenant, Till
 from tenants.selectors import tenant_can_issue, tenant_can_redeem, tenant_rates_on
 
@@ -98,7 +98,7 @@ def _touch(member: Member, now: datetime) -> None:
 def points_earn(
     *,
     till: Till,
-    member: Member,
+    member: Member | MemberRef,
     amount: Decimal,
     receipt: str,
     currency: str | None = None,
@@ -120,8 +120,7 @@ def points_earn(
         )
     if not tenant_can_issue(tenant):
         raise TenantCannotIssue(f"{tenant.name} may not issue points now.")
-    if member.coalition_id != coalition.pk:
-        raise MemberNotFound("This member is not enrolled.")
+    member = member_resolve(coalition, member)
     accounts = member_lock_active(member)
     _check_receipt(till, JournalKind.EARN, receipt)
 
@@ -184,7 +183,7 @@ def points_earn(
 def points_burn(
     *,
     till: Till,
-    member: Member,
+    member: Member | MemberRef,
     points: int,
     bill_amount: Decimal,
     receipt: str,
@@ -207,8 +206,7 @@ def points_burn(
         )
     if not tenant_can_redeem(tenant):
         raise TenantCannotRedeem(f"{tenant.name} may not redeem points now.")
-    if member.coalition_id != coalition.pk:
-        raise MemberNotFound("This member is not enrolled.")
+    member = member_resolve(coalition, member)
     # The lock is what makes fifty concurrent burns safe: each waits here, then sees the
     # balance the previous one left, so none can spend points another already took.
     accounts = member_lock_active(member)

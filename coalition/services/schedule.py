@@ -38,6 +38,14 @@ JOBS = (
         expire_seconds=6 * 60 * 60,
         description="Makes held-back points spendable once their holdback has ended.",
     ),
+    Job(
+        name="Resume till batch files (every 5 minutes)",
+        task="coalition.tasks.batches_resume_task",
+        minute="*/5",
+        hour="*",
+        expire_seconds=4 * 60,
+        description="Queues again batch files whose message was lost or whose worker died.",
+    ),
 )
 
 

@@ -21,6 +21,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "rest_framework_api_key",
     "django_celery_beat",
     "import_export",
     "coalition",
@@ -124,8 +127,40 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "coalition.api.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Coalition loyalty — till API",
+    "DESCRIPTION": (
+        "The REST contract for points of sale: enrol, earn, burn, reverse, look up a balance and "
+        "upload batch files. Every POST needs an `Idempotency-Key`; every error is RFC 9457 "
+        "`application/problem+json`. Authenticate with `Authorization: Api-Key <key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# The till API (`till-api.md`).
+# Problem `type` URIs are this base plus the problem's name (a relative reference by default).
+PROBLEM_TYPE_BASE = env("PROBLEM_TYPE_BASE", default="/api/v1/problems/")
+# How long a till request waits for a member's lock before a clean 503 `try-again`.
+API_LOCK_TIMEOUT_MS = env.int("API_LOCK_TIMEOUT_MS", default=5000)
+# Requests per minute per till key (0 turns the limit off). Counted in the default cache.
+TILL_RATE_LIMIT = env.int("TILL_RATE_LIMIT", default=6000)
+# Batch files are up to 10 MB; a body a little over that still gets a clear problem.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+# Shared by every web process (rate limits): Redis in production, local memory by default.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LOGGING = {
     "version": 1,

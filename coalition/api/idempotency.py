@@ -1,0 +1,185 @@
+"""Exactly-once POSTs: the IETF Idempotency-Key draft, as `till-api.md` states it.
+
+A POST runs in one database transaction that
+1. takes `pg_try_advisory_xact_lock` on a hash of (till, key): if another request holds it, the
+   answer is 409 `request-in-progress` at once (a plain insert of the same key would instead
+   wait on the unique index until the first request commits);
+2. looks for a stored response: same fingerprint → replayed byte for byte; another → 422;
+3. runs the handler in a savepoint, and stores its response — a success or a business refusal
+   (403/404/409/422) — in the same transaction as its ledger effect, so a crash can leave
+   neither a posting without its record nor a key stuck without a posting.
+Nothing is stored for 400, 401, 409 in-progress, 429 or 5xx: the key stays free to retry.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from coalition.api.problems import (
+    JSON_CONTENT_TYPE,
+    RETRYABLE_SQLSTATES,
+    json_bytes,
+    problem_for,
+    sqlstate,
+)
+from coalition.claims import claim_key
+from coalition.errors import (
+    DomainError,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    TryAgain,
+)
+from coalition.models import IdempotencyRecord
+from tenants.models import Till
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+STORED_STATUSES = frozenset({200, 201, 202, 403, 404, 409, 422})
+ATTEMPTS = 3
+
+
+@dataclass
+class Outcome:
+    """What a handler answers: a status, a JSON payload, and the member it concerns (so that an
+    erasure can find the stored copy)."""
+
+    status: int
+    payload: dict[str, Any]
+    member_id: UUID | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def idempotency_key(headers: Any) -> str:
+    key = headers.get(HEADER)
+    if key is None:
+        raise IdempotencyKeyMissing(f"Send an {HEADER} header with every POST.")
+    if not 1 <= len(key) <= 255 or not all(" " <= ch <= "~" for ch in key):
+        raise IdempotencyKeyInvalid("An Idempotency-Key is 1 to 255 printable ASCII characters.")
+    return str(key)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: parsed (when it is JSON) and in the canonical form it is fingerprinted in."""
+
+    is_json: bool
+    data: Any
+    canonical: bytes
+
+
+def canonical_json(body: bytes) -> Body:
+    """The body parsed, and re-serialised with sorted keys; the raw bytes if it is not JSON."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        return Body(False, None, body)
+    return Body(True, data, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def fingerprint(method: str, path: str, canonical: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(method.upper().encode() + b"\n" + path.encode() + b"\n")
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+def idempotent_respond(
+    *, till: Till, key: str, fingerprint: str, handler: Callable[[], Outcome]
+) -> HttpResponse:
+    """Run `handler` at most once per (till, key) and answer with its stored response.
+
+    Deadlocks and serialization failures are retried a bounded number of times; what still
+    fails is a 503 `try-again` with nothing applied and nothing stored.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _attempt(till, key, fingerprint, handler)
+        except OperationalError as exc:
+            if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
+                raise TryAgain("The ledger was busy; retry unchanged.") from exc
+            logger.info("retrying %s after %s (attempt %s)", key, sqlstate(exc), attempt)
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    till: Till, key: str, fingerprint: str, handler: Callable[[], Outcome]
+) -> HttpResponse:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # One round trip: claim the key, and bound how long this request may wait for a
+            # member's lock (a till should get a clear 503, not hang).
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s), set_config('lock_timeout', %s, true)",
+                [claim_key(f"idempotency:{till.pk}:{key}"), f"{settings.API_LOCK_TIMEOUT_MS}ms"],
+            )
+            if not cursor.fetchone()[0]:
+                raise RequestInProgress(
+                    "A request with this Idempotency-Key is still running; retry it unchanged."
+                )
+        stored = (
+            IdempotencyRecord.objects.filter(till=till, key=key)
+            .only("fingerprint", "status", "content_type", "body")
+            .first()
+        )
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with another request."
+                )
+            response = HttpResponse(
+                bytes(stored.body), status=stored.status, content_type=stored.content_type
+            )
+            response[REPLAYED_HEADER] = "true"
+            return response
+        status, content_type, body, member_id, headers = _run(handler)
+        IdempotencyRecord.objects.create(
+            till=till,
+            key=key,
+            fingerprint=fingerprint,
+            status=status,
+            content_type=content_type,
+            body=body,
+            member_id=member_id,
+            created_at=timezone.now(),
+        )
+        response = HttpResponse(body, status=status, content_type=content_type)
+        for header, value in headers.items():
+            response[header] = value
+        return response
+
+
+def _run(handler: Callable[[], Outcome]) -> tuple[int, str, bytes, UUID | None, dict[str, str]]:
+    try:
+        with transaction.atomic():  # a refusal rolls back whatever the handler wrote
+            outcome = handler()
+    except (DomainError, ValidationError) as exc:
+        problem = problem_for(exc)
+        if problem is None or problem.status not in STORED_STATUSES:
+            raise  # 400 and 5xx are not stored: the key stays free
+        response = problem.response()
+        return problem.status, response["Content-Type"], response.content, None, {}
+    return (
+        outcome.status,
+        JSON_CONTENT_TYPE,
+        json_bytes(outcome.payload),
+        outcome.member_id,
+        outcome.headers,
+    )
