@@ -1,7 +1,7 @@
 """Fixtures for every test: one mall, the personas (staff, tenant A, tenant B), a shopper."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +13,9 @@ from members.models import Member
 from members.tests.factories import MemberFactory
 from tenants.models import Till
 from tenants.tests.factories import TenantFactory, TillFactory
+
+if TYPE_CHECKING:
+    from tests.till_api import TillClient
 
 
 @pytest.fixture
@@ -58,3 +61,18 @@ def assert_ledger_clean() -> Callable[[Coalition], None]:
         assert problems == [], "\n".join(map(str, problems))
 
     return check
+
+
+@pytest.fixture
+def api_a(till_a: Till) -> "TillClient":
+    """Tenant A's till speaking the till API with its own key."""
+    from tests.till_api import till_client
+
+    return till_client(till_a)
+
+
+@pytest.fixture
+def api_b(till_b: Till) -> "TillClient":
+    from tests.till_api import till_client
+
+    return till_client(till_b)
