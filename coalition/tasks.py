@@ -8,6 +8,7 @@ from celery import shared_task
 from coalition.claims import job_claim
 from coalition.services import lots_expire, points_release
 from coalition.services.batches import batch_process, batches_resume
+from coalition.services.idempotency import idempotency_records_purge
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +46,9 @@ def batch_process_task(batch_id: int) -> str:
 def batches_resume_task() -> int:
     """Queue again the batch files whose message was lost or whose worker died."""
     return batches_resume()
+
+
+@shared_task(soft_time_limit=30 * 60, time_limit=35 * 60)
+def idempotency_records_purge_task() -> int:
+    """Forget stored idempotent responses past their retention (at least 7 days)."""
+    return idempotency_records_purge()

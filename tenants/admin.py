@@ -12,12 +12,25 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework_api_key.models import APIKey
 
 from coalition.admin.base import ServiceCreateAdmin
+from coalition.errors import InvalidRequest
 from coalition.services.programme import local_date
-from tenants.models import Store, Tenant, TenantRate, TenantStatus, Till
+from tenants.models import Store, Tenant, TenantRate, TenantStatus, Till, TillKey
 from tenants.selectors import tenant_rates_on
-from tenants.services import tenant_create, tenant_set_status, till_create
+from tenants.services import (
+    tenant_create,
+    tenant_set_status,
+    till_create,
+    till_key_issue,
+    till_key_revoke,
+    till_key_rotate,
+)
+
+# The library's own generic key model is unused: tills have `TillKey`.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
 
 
 def _today(tenant: Tenant) -> date:
@@ -188,10 +201,35 @@ class TillForm(forms.ModelForm):
         return data
 
 
+def _show_key_once(admin_: admin.ModelAdmin, request: HttpRequest, till: Till, raw: str) -> None:
+    admin_.message_user(
+        request,
+        f"New key for {till}: {raw} — copy it now into the till; it is stored hashed and will "
+        "not be shown again.",
+        messages.WARNING,
+    )
+
+
+class TillKeyInline(admin.TabularInline):
+    """A till's keys: only their prefixes are ever shown. Issue, rotate and revoke are actions."""
+
+    model = TillKey
+    fields = ("prefix", "name", "created", "created_by", "revoked", "revoked_at", "revoked_reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-created",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Till)
 class TillAdmin(ServiceCreateAdmin):
     form = TillForm
-    list_display = ("code", "tenant", "store", "is_active")
+    inlines = (TillKeyInline,)
+    actions = ("issue_key", "rotate_keys")
+    list_display = ("code", "tenant", "store", "is_active", "live_keys")
     list_filter = ("is_active", "tenant__coalition", "tenant")
     list_select_related = ("tenant", "store__tenant")
     search_fields = ("code", "tenant__name", "tenant__slug")
@@ -208,3 +246,77 @@ class TillAdmin(ServiceCreateAdmin):
         return till_create(
             tenant=store.tenant, store_code=store.code, till_code=form.cleaned_data["code"]
         )
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()
+
+    @admin.display(description="Live keys")
+    def live_keys(self, obj: Till) -> int:
+        return obj.keys.filter(revoked=False).count()
+
+    @admin.action(description="Issue a new API key (shown once)", permissions=["add_key"])
+    def issue_key(self, request: HttpRequest, queryset: QuerySet[Till]) -> None:
+        for till in queryset.select_related("tenant").order_by("pk"):
+            try:
+                key, raw = till_key_issue(till=till, actor=request.user)
+            except InvalidRequest as exc:
+                self.message_user(request, f"{till}: {exc.detail}", messages.ERROR)
+                continue
+            self.log_change(request, till, f"Issued API key {key.prefix}.")
+            _show_key_once(self, request, till, raw)
+
+    @admin.action(
+        description="Rotate API keys: a new key, the old ones revoked", permissions=["add_key"]
+    )
+    def rotate_keys(self, request: HttpRequest, queryset: QuerySet[Till]) -> None:
+        for till in queryset.select_related("tenant").order_by("pk"):
+            live = list(till.keys.filter(revoked=False).order_by("created"))
+            if not live:
+                self.message_user(request, f"{till} has no live key to rotate.", messages.ERROR)
+                continue
+            key, raw = till_key_rotate(key=live[-1], actor=request.user)
+            for older in live[:-1]:
+                till_key_revoke(key=older, reason="Rotated", actor=request.user)
+            self.log_change(request, till, f"Rotated API keys; the new key is {key.prefix}.")
+            _show_key_once(self, request, till, raw)
+
+    def has_add_key_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("tenants.add_tillkey"))
+
+
+@admin.register(TillKey)
+class TillKeyAdmin(admin.ModelAdmin):
+    """Every till key with its till; revoking is an action and cannot be undone."""
+
+    list_display = ("prefix", "name", "till", "created", "created_by", "revoked", "revoked_at")
+    list_filter = ("revoked", "till__tenant__coalition", "till__tenant")
+    list_select_related = ("till__tenant", "created_by")
+    search_fields = ("prefix", "name", "till__code", "till__tenant__name")
+    readonly_fields = (
+        "prefix",
+        "name",
+        "till",
+        "created",
+        "created_by",
+        "revoked",
+        "revoked_at",
+        "revoked_reason",
+        "expiry_date",
+    )
+    fields = readonly_fields
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # keys are issued from the till's page, so the key can be shown once
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a revoked key stays as the record of who could post as the till
+
+    @admin.action(description="Revoke selected keys (final)", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[TillKey]) -> None:
+        revoked = 0
+        for key in queryset.filter(revoked=False).order_by("pk"):
+            till_key_revoke(key=key, reason=f"Revoked by {request.user}", actor=request.user)
+            self.log_change(request, key, "Revoked.")
+            revoked += 1
+        self.message_user(request, f"{revoked} key(s) revoked; tills using them now get 401.")

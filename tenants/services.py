@@ -101,8 +101,9 @@ def till_key_rotate(*, key: TillKey, actor: Any = None) -> tuple[TillKey, str]:
     return till_key_issue(till=current.till, name=current.name, actor=actor)
 
 
-def till_keys_revoke(*, tills: Any, reason: str) -> int:
-    """Revoke every live key of `tills` (a queryset); returns how many were revoked."""
-    return TillKey.objects.filter(till__in=tills, revoked=False).update(
-        revoked=True, revoked_at=timezone.now(), revoked_reason=reason[:200]
-    )
+def till_keys_revoke(*, tills: Any, reason: str, keep: TillKey | None = None) -> int:
+    """Revoke every live key of `tills` (a queryset) but `keep`; returns how many."""
+    keys = TillKey.objects.filter(till__in=tills, revoked=False)
+    if keep is not None:
+        keys = keys.exclude(pk=keep.pk)
+    return keys.update(revoked=True, revoked_at=timezone.now(), revoked_reason=reason[:200])

@@ -46,6 +46,14 @@ JOBS = (
         expire_seconds=4 * 60,
         description="Queues again batch files whose message was lost or whose worker died.",
     ),
+    Job(
+        name="Forget old idempotency keys (daily)",
+        task="coalition.tasks.idempotency_records_purge_task",
+        minute="40",
+        hour="3",
+        expire_seconds=6 * 60 * 60,
+        description="Deletes stored till responses older than IDEMPOTENCY_RETENTION_DAYS (>= 7).",
+    ),
 )
 
 

@@ -43,6 +43,10 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "tenants.view_till",
             "tenants.add_till",
             "tenants.change_till",
+            # Issue, rotate and revoke tills' API keys.
+            "tenants.view_tillkey",
+            "tenants.add_tillkey",
+            "tenants.change_tillkey",
             "tenants.view_tenantrate",
             "tenants.add_tenantrate",
             "tenants.change_tenantrate",

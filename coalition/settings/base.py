@@ -157,6 +157,8 @@ PROBLEM_TYPE_BASE = env("PROBLEM_TYPE_BASE", default="/api/v1/problems/")
 API_LOCK_TIMEOUT_MS = env.int("API_LOCK_TIMEOUT_MS", default=5000)
 # Requests per minute per till key (0 turns the limit off). Counted in the default cache.
 TILL_RATE_LIMIT = env.int("TILL_RATE_LIMIT", default=6000)
+# Stored idempotent responses are kept this many days (the contract promises at least 7).
+IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
 # Batch files are up to 10 MB; a body a little over that still gets a clear problem.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 # Shared by every web process (rate limits): Redis in production, local memory by default.
