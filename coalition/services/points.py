@@ -55,6 +55,7 @@ from tenants.selectors import tenant_can_issue, tenant_can_redeem, tenant_rates_
 
 RECEIPT_CONSTRAINT = "journal_receipt_unique_per_store_kind"
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+ACTIVITY_RESOLUTION = timedelta(hours=1)
 
 
 def _resolve_times(occurred_at: datetime | None, now: datetime | None) -> tuple[datetime, datetime]:
@@ -82,16 +83,26 @@ def _save_receipt_journal(journal: Journal, legs: list[Leg]) -> None:
         raise
 
 
-def _check_receipt(till: Till, kind: str, receipt: str) -> None:
+def _require_receipt(receipt: str) -> str:
     receipt = receipt.strip()
     if not receipt:
         raise InvalidRequest("A receipt number is required.", field="receipt")
+    return receipt
+
+
+def _check_receipt(till: Till, kind: str, receipt: str) -> None:
+    """Refuse a receipt already posted, before checks that come after it in the contract's order
+    (a burn's balance). The unique index stays the guarantee (`_save_receipt_journal`)."""
     if Journal.objects.filter(store_id=till.store_id, kind=kind, receipt=receipt).exists():
         raise DuplicateReceipt(f"Receipt {receipt!r} was already posted as {kind} by this store.")
 
 
 def _touch(member: Member, now: datetime) -> None:
-    Member.objects.filter(pk=member.pk).update(last_activity_at=now)
+    """Record activity, to the hour: a write per posting on the member row buys nothing (the
+    retention clock counts years), and it only ever moves forward (late batch lines)."""
+    last = member.last_activity_at
+    if last is None or now - last >= ACTIVITY_RESOLUTION:
+        Member.objects.filter(pk=member.pk).update(last_activity_at=now)
 
 
 @transaction.atomic
@@ -118,11 +129,13 @@ def points_earn(
             f"The amount is above the per-receipt ceiling of {coalition.receipt_ceiling}.",
             field="amount",
         )
+    receipt = _require_receipt(receipt)
     if not tenant_can_issue(tenant):
         raise TenantCannotIssue(f"{tenant.name} may not issue points now.")
     member = member_resolve(coalition, member)
     accounts = member_lock_active(member)
-    _check_receipt(till, JournalKind.EARN, receipt)
+    # Nothing after the receipt is refused for an earn, so the receipt's unique index alone
+    # decides a duplicate (`_save_receipt_journal`): no query before it.
 
     points = earn_points(coalition, amount)
     occurred_on = local_date(coalition, occurred_at)
@@ -135,7 +148,7 @@ def points_earn(
         tenant=tenant,
         store_id=till.store_id,
         till=till,
-        receipt=receipt.strip(),
+        receipt=receipt,
         points=points,
         amount=amount,
         value=money_round(points * nominal),
@@ -204,6 +217,7 @@ def points_burn(
         raise InvalidRequest(
             f"The points are worth {value}, more than the bill of {bill_amount}.", field="points"
         )
+    receipt = _require_receipt(receipt)
     if not tenant_can_redeem(tenant):
         raise TenantCannotRedeem(f"{tenant.name} may not redeem points now.")
     member = member_resolve(coalition, member)
@@ -224,7 +238,7 @@ def points_burn(
         tenant=tenant,
         store_id=till.store_id,
         till=till,
-        receipt=receipt.strip(),
+        receipt=receipt,
         points=points,
         bill_amount=bill_amount,
         value=value,
