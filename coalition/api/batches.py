@@ -3,7 +3,8 @@
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiRequest, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -17,26 +18,28 @@ from coalition.api.idempotency import (
     idempotent_respond,
 )
 from coalition.api.problems import problem_type
-from coalition.api.schema import IDEMPOTENCY_KEY, problems
+from coalition.api.schema import COMMON_PROBLEMS, GET_HEADERS, POST_HEADERS, POST_PROBLEMS, problems
 from coalition.batchfile import MAX_BYTES
-from coalition.errors import InvalidRequest, PayloadTooLarge
-from coalition.models import Batch, BatchLine, LineStatus
+from coalition.errors import InvalidRequest
+from coalition.models import Batch, BatchLine, BatchStatus, LineStatus
 from coalition.selectors import batch_get_for_till_tenant
 from coalition.services.batches import batch_create
 
 
 class BatchAcceptedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["queued", "processing", "done"])
+    status = serializers.ChoiceField(choices=BatchStatus.choices)
 
 
 class BatchLineSerializer(serializers.Serializer):
     line = serializers.IntegerField(help_text="Line number in the file; the header is line 1.")
     kind = serializers.CharField()
     receipt = serializers.CharField()
-    status = serializers.ChoiceField(choices=["queued", "accepted", "rejected"])
+    status = serializers.ChoiceField(choices=LineStatus.choices)
     transaction = serializers.UUIDField(allow_null=True, help_text="Accepted: the transaction.")
-    type = serializers.CharField(allow_null=True, help_text="Rejected: the problem type.")
+    type = serializers.CharField(
+        allow_null=True, help_text="Rejected: the problem type, as a problem body's `type`."
+    )
     detail = serializers.CharField(allow_null=True, help_text="Rejected: why.")
 
 
@@ -56,7 +59,15 @@ class BatchCreateView(IdempotentPostView):
     @extend_schema(
         operation_id="batch_upload",
         summary="Upload a file of earn and burn lines",
-        parameters=[IDEMPOTENCY_KEY],
+        description=(
+            "For tills that cannot post live. The CSV file is the body (`text/csv`) or the form "
+            "field `file`: UTF-8 with a header row, at most 10 MB and 50,000 lines. Columns: "
+            "`kind` (earn or burn), `receipt`, `occurred_at`, exactly one of `card`, `phone` and "
+            "`email`, `amount` (earn), `points` and `bill_amount` (burn). A worker checks every "
+            "line as a live request at processing time; a line sent again unchanged is accepted "
+            "with its original transaction. Results: `GET /api/v1/batches/{batch_id}`."
+        ),
+        parameters=POST_HEADERS,
         request={
             "text/csv": OpenApiRequest({"type": "string", "format": "binary"}),
             "multipart/form-data": {
@@ -65,7 +76,7 @@ class BatchCreateView(IdempotentPostView):
                 "required": ["file"],
             },
         },
-        responses={202: BatchAcceptedSerializer, **problems(400, 401, 413, 422, 429, 503)},
+        responses={202: BatchAcceptedSerializer, **problems(*POST_PROBLEMS)},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         till = self.till(request)
@@ -90,9 +101,9 @@ class BatchCreateView(IdempotentPostView):
             upload = request.FILES.get("file")
             if upload is None:
                 return None
-            if upload.size is not None and upload.size > MAX_BYTES:
-                raise PayloadTooLarge("A batch file is at most 10 MB.")
-            return bytes(upload.read())
+            # Past the limit only its first bytes are read: enough to refuse it (a 422, stored
+            # under the key like any refusal) without holding a huge file in memory.
+            return bytes(upload.read(MAX_BYTES + 1))
         body = self.request_body(request)
         return body or None
 
@@ -101,7 +112,16 @@ class BatchDetailView(TillAPIView):
     @extend_schema(
         operation_id="batch",
         summary="A batch's status and the result of every line",
-        responses={200: BatchSerializer, **problems(401, 404, 429)},
+        description=(
+            "Each line is `accepted` with its transaction, or `rejected` with the problem type "
+            "and detail a live request would have had; `queued` until the worker reaches it. "
+            "A batch of any till of this tenant can be read."
+        ),
+        parameters=[
+            *GET_HEADERS,
+            OpenApiParameter("batch_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+        ],
+        responses={200: BatchSerializer, **problems(*COMMON_PROBLEMS, "batch-not-found")},
     )
     def get(self, request: Request, batch_id: str) -> Response:
         batch = batch_get_for_till_tenant(self.till(request).tenant_id, batch_id)

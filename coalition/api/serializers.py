@@ -45,16 +45,20 @@ class TransactionSerializer(serializers.Serializer):
 
     id = serializers.UUIDField(source="public_id")
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in TILL_KINDS])
-    points = serializers.IntegerField(min_value=0)
+    points = serializers.IntegerField(min_value=0, help_text="Points moved (0 for a visit).")
     amount = MoneyField(allow_null=True, help_text="Earn: the purchase. Earn reversal: refunded.")
     bill_amount = MoneyField(allow_null=True, help_text="Burn: the bill the points paid towards.")
     value = MoneyField(help_text="The points at the point value (burn: the discount given).")
     receipt = serializers.CharField()
-    tenant = serializers.CharField(source="tenant.slug")
-    till = serializers.CharField(source="till.code", allow_null=True, default=None)
+    tenant = serializers.CharField(source="tenant.slug", help_text="The tenant's slug.")
+    till = serializers.CharField(
+        source="till.code", allow_null=True, help_text="The till's code; null if staff posted it."
+    )
     occurred_at = serializers.DateTimeField()
     posted_at = serializers.DateTimeField()
-    reverses = serializers.UUIDField(source="reverses.public_id", allow_null=True, default=None)
+    reverses = serializers.UUIDField(
+        source="reverses.public_id", allow_null=True, help_text="Reversals: the original's id."
+    )
 
 
 class PostingSerializer(serializers.Serializer):

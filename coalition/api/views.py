@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 from coalition.api.base import IdempotentPostView, TillAPIView
 from coalition.api.fields import OffsetDateTimeField
 from coalition.api.idempotency import Outcome
-from coalition.api.schema import IDEMPOTENCY_KEY, problems
+from coalition.api.schema import COMMON_PROBLEMS, GET_HEADERS, POST_HEADERS, POST_PROBLEMS, problems
 from coalition.api.serializers import (
     BurnRequestSerializer,
     EarnRequestSerializer,
@@ -46,11 +47,20 @@ class EarnView(IdempotentPostView):
     @extend_schema(
         operation_id="earn",
         summary="Credit points for a purchase",
-        parameters=[IDEMPOTENCY_KEY],
+        description=(
+            "Points follow the programme's earn rule (default: 1 point per whole 100.00 spent, "
+            "rounded down) plus any active campaign; a purchase worth 0 points is still recorded. "
+            "The till's tenant is the earning tenant. A receipt already posted as an earn by this "
+            "store is 409 `duplicate-receipt`; a wrong currency, an amount of 0 or less or above "
+            "the per-receipt ceiling, or an `occurred_at` more than 5 minutes ahead is 422."
+        ),
+        parameters=POST_HEADERS,
         request=EarnRequestSerializer,
         responses={
             201: PostingSerializer,
-            **problems(400, 401, 403, 404, 409, 422, 429, 503),
+            **problems(
+                *POST_PROBLEMS, "tenant-cannot-issue", "member-not-found", "duplicate-receipt"
+            ),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -75,11 +85,23 @@ class BurnView(IdempotentPostView):
     @extend_schema(
         operation_id="burn",
         summary="Redeem points against a bill",
-        parameters=[IDEMPOTENCY_KEY],
+        description=(
+            "The transaction's `value` is the discount given. Not enough spendable points is 409 "
+            "`insufficient-points` with `available`; a value above the bill or points of 0 or "
+            "less is 422; a tenant that may not redeem (suspended, or in arrears) is 403 "
+            "`tenant-cannot-redeem`."
+        ),
+        parameters=POST_HEADERS,
         request=BurnRequestSerializer,
         responses={
             201: PostingSerializer,
-            **problems(400, 401, 403, 404, 409, 422, 429, 503),
+            **problems(
+                *POST_PROBLEMS,
+                "tenant-cannot-redeem",
+                "member-not-found",
+                "duplicate-receipt",
+                "insufficient-points",
+            ),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -104,11 +126,24 @@ class ReverseView(IdempotentPostView):
     @extend_schema(
         operation_id="reverse",
         summary="Reverse (refund) an earn or a burn, fully or partly",
-        parameters=[IDEMPOTENCY_KEY],
+        description=(
+            "An earn is reversed in money (`amount`, a partial refund: the points reversed are the "
+            "original points minus those the unrefunded remainder would have earned), a burn in "
+            "`points`; without either, the whole remainder. Only the tenant whose till posted the "
+            "original may reverse it (another tenant's id is 404). More than remains is 409 "
+            "`already-reversed` with `remaining`; a reversal cannot be reversed (422 "
+            "`not-reversible`). Reversing spent points may take the balance negative."
+        ),
+        parameters=[
+            *POST_HEADERS,
+            OpenApiParameter("transaction_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+        ],
         request=ReverseRequestSerializer,
         responses={
             201: PostingSerializer,
-            **problems(400, 401, 404, 409, 422, 429, 503),
+            **problems(
+                *POST_PROBLEMS, "transaction-not-found", "already-reversed", "not-reversible"
+            ),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -132,7 +167,15 @@ class TransactionDetailView(TillAPIView):
     @extend_schema(
         operation_id="transaction",
         summary="One of this tenant's transactions",
-        responses={200: TransactionSerializer, **problems(401, 404, 429)},
+        description="Another tenant's transaction is 404, as an unknown one is.",
+        parameters=[
+            *GET_HEADERS,
+            OpenApiParameter("transaction_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+        ],
+        responses={
+            200: TransactionSerializer,
+            **problems(*COMMON_PROBLEMS, "transaction-not-found"),
+        },
     )
     def get(self, request: Request, transaction_id: str) -> Response:
         journal = transaction_get_for_tenant(self.till(request).tenant_id, transaction_id)
@@ -144,6 +187,14 @@ class TransactionCursor(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:  # DRF's answer to a bad cursor; it is a bad value, not a path
+            raise serializers.ValidationError(
+                {"cursor": ["Not a cursor this API gave out in next or previous."]}
+            ) from exc
 
 
 class TransactionFilter(serializers.Serializer):
@@ -158,12 +209,31 @@ class TransactionListView(TillAPIView):
     @extend_schema(
         operation_id="transactions",
         summary="This tenant's transactions, oldest first",
+        description=(
+            "Ordered by (`posted_at`, `id`) and cursor-paginated: follow `next` until it is null."
+        ),
         parameters=[
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Inclusive."),
+            *GET_HEADERS,
+            OpenApiParameter(
+                "since",
+                OpenApiTypes.DATETIME,
+                description="RFC 3339 with an offset; transactions posted at or after it.",
+            ),
             OpenApiParameter("till", str, description="A till code of this tenant."),
             OpenApiParameter("kind", str, enum=[k.value for k in TILL_KINDS]),
+            OpenApiParameter(
+                "cursor", str, description="From `next` or `previous`; any other is 422."
+            ),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": TransactionCursor.max_page_size},
+                description=f"Default {TransactionCursor.page_size}.",
+            ),
         ],
-        responses={200: TransactionSerializer(many=True), **problems(401, 422, 429)},
+        responses={
+            200: TransactionSerializer(many=True),
+            **problems(*COMMON_PROBLEMS, "validation-error"),
+        },
     )
     def get(self, request: Request) -> Response:
         filters = TransactionFilter(data=request.query_params)

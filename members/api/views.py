@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from coalition.api.base import IdempotentPostView, TillAPIView
 from coalition.api.idempotency import Outcome
-from coalition.api.schema import IDEMPOTENCY_KEY, problems
+from coalition.api.schema import COMMON_PROBLEMS, GET_HEADERS, POST_HEADERS, POST_PROBLEMS, problems
 from consent.models import ConsentChannel
 from members.api.serializers import (
     EnrolledSerializer,
@@ -30,9 +30,15 @@ class EnrolView(IdempotentPostView):
     @extend_schema(
         operation_id="enrol",
         summary="Enrol a member at the till",
-        parameters=[IDEMPOTENCY_KEY],
+        description=(
+            "At least one of phone, email and card; `adult` must be true and "
+            "`consents.programme` true (enrolment is consent). A card is issued when none is "
+            "given. An identifier already enrolled is 409 `member-exists`, naming no other "
+            "personal data."
+        ),
+        parameters=POST_HEADERS,
         request=EnrolRequestSerializer,
-        responses={201: EnrolledSerializer, **problems(400, 401, 409, 422, 429, 503)},
+        responses={201: EnrolledSerializer, **problems(*POST_PROBLEMS, "member-exists")},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         return super().post(request, *args, **kwargs)
@@ -57,11 +63,22 @@ class LookupView(TillAPIView):
     @extend_schema(
         operation_id="lookup",
         summary="A member's balance and points expiring soon",
+        description=(
+            "Name the member by exactly one of `card`, `phone`, `email` or `id`. `balance` is "
+            "spendable, `pending` earned but still held back, `expiring` the points expiring in "
+            "the next 30 days. A till never sees a name, phone or email."
+        ),
         parameters=[
-            OpenApiParameter(name, OpenApiTypes.STR, description=f"The member's {name}.")
-            for name in ("card", "phone", "email", "id")
+            *GET_HEADERS,
+            *(
+                OpenApiParameter(name, OpenApiTypes.STR, description=f"The member's {name}.")
+                for name in ("card", "phone", "email", "id")
+            ),
         ],
-        responses={200: LookupSerializer, **problems(401, 404, 422, 429)},
+        responses={
+            200: LookupSerializer,
+            **problems(*COMMON_PROBLEMS, "member-not-found", "validation-error"),
+        },
     )
     def get(self, request: Request) -> Response:
         query = LookupQuerySerializer(data=request.query_params)
