@@ -9,7 +9,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.utils.dateparse import parse_datetime
@@ -32,7 +32,7 @@ COLUMNS = (
 )
 REQUIRED_COLUMNS = ("kind", "receipt")
 IDENTIFIERS = ("card", "phone", "email")
-INTEGER_RE = re.compile(r"^-?\d{1,15}$")
+INTEGER_RE = re.compile(r"-?[0-9]{1,15}")
 # Field lengths as the database keeps them; longer is a line error, not a crash.
 MAX_LENGTHS = {"receipt": 64, "card": 64, "phone": 64, "email": 254}
 
@@ -58,7 +58,7 @@ def batchfile_parse(content: bytes) -> list[ParsedLine]:
     Raises InvalidRequest (field `file`) when the file as a whole cannot be taken.
     """
     if len(content) > MAX_BYTES:
-        raise InvalidRequest("The file is larger than 10 MB.", field="file")
+        raise InvalidRequest("A batch file is at most 10 MB.", field="file")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -148,19 +148,25 @@ def _time(value: str, errors: dict[str, str]) -> datetime | None:
     if not value:
         return None
     parsed = None
-    if RFC3339_RE.match(value):
+    if RFC3339_RE.fullmatch(value):
         try:
-            parsed = parse_datetime(value)
+            parsed = parse_datetime(value.upper())
         except ValueError:
             parsed = None
     if parsed is None or parsed.tzinfo is None:
         errors["occurred_at"] = "An RFC 3339 time with an offset, like 2026-11-22T18:30:00+05:30."
-    return parsed
+        return None
+    # In UTC, as the live endpoint takes it: PostgreSQL refuses offsets beyond 15:59.
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        errors["occurred_at"] = "This time cannot be expressed in UTC."
+        return None
 
 
 def _money(name: str, cells: dict[str, str], errors: dict[str, str]) -> Decimal | None:
     value = cells.get(name, "")
-    if not MONEY_RE.match(value):
+    if not MONEY_RE.fullmatch(value):
         errors[name] = 'A decimal with at most two places, like "4000.00".'
         return None
     return Decimal(value)
@@ -168,7 +174,7 @@ def _money(name: str, cells: dict[str, str], errors: dict[str, str]) -> Decimal 
 
 def _integer(name: str, cells: dict[str, str], errors: dict[str, str]) -> int | None:
     value = cells.get(name, "")
-    if not INTEGER_RE.match(value):
+    if not INTEGER_RE.fullmatch(value):
         errors[name] = "A whole number is required."
         return None
     return int(value)

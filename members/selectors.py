@@ -23,6 +23,20 @@ class MemberRef:
     value: str
 
 
+def member_ref_check(coalition: Coalition, member: "Member | MemberRef") -> "Member | MemberRef":
+    """A reference with its value normalised (InvalidRequest if it cannot be: a 422, which the
+    contract checks before the tenant); a member is returned as it is."""
+    if not isinstance(member, MemberRef):
+        return member
+    try:
+        if member.kind == "id":
+            return MemberRef("id", _uuid_or_none(member.value))
+        value = identifier_normalise(member.kind, member.value, coalition.phone_region)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.detail, field=f"member.{member.kind}") from exc
+    return MemberRef(member.kind, value)
+
+
 def member_resolve(coalition: Coalition, member: "Member | MemberRef") -> Member:
     """The member itself, or the active member a reference names; MemberNotFound otherwise."""
     if isinstance(member, MemberRef):

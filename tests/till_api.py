@@ -34,9 +34,9 @@ class TillClient:
         key: str | uuid.UUID | None = ...,  # type: ignore[assignment]
         raw: bytes | str | None = None,
         content_type: str = "application/json",
-        **headers: str,
+        **headers: Any,
     ) -> Any:
-        extra = dict(self.auth)
+        extra: dict[str, Any] = dict(self.auth)
         if key is ...:
             key = uuid.uuid4().hex
         if key is not None:
@@ -47,7 +47,8 @@ class TillClient:
         )
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.client.get(f"/api/v1/{path}", params, **self.auth)
+        auth: dict[str, Any] = self.auth
+        return self.client.get(f"/api/v1/{path}", params, **auth)
 
 
 def till_client(till: Till) -> TillClient:

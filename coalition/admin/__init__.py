@@ -1,6 +1,7 @@
-"""The back office for mall staff: the programme's settings, the ledger (read-only) and the
-maker-checker queue for manual adjustments. Shared building blocks are in `base`."""
+"""The back office for mall staff: the programme's settings, the ledger (read-only), the
+maker-checker queue for manual adjustments and tills' batch files. Shared building blocks are
+in `base`."""
 
-from coalition.admin import adjustments, ledger, programme
+from coalition.admin import adjustments, ledger, programme, tills
 
-__all__ = ["adjustments", "ledger", "programme"]
+__all__ = ["adjustments", "ledger", "programme", "tills"]

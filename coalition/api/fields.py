@@ -2,7 +2,7 @@
 RFC 3339 with an offset, and a body never names a tenant or a till."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,9 +10,11 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
+MONEY_RE = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
+# Any number of fraction digits is RFC 3339; past microseconds they are dropped.
 RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 # A body may not choose whose account it posts to: the till's key says that.
 FORBIDDEN_FIELDS = frozenset(
@@ -34,7 +36,7 @@ class MoneyField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if not isinstance(data, str) or not MONEY_RE.match(data):
+        if not isinstance(data, str) or not MONEY_RE.fullmatch(data):
             self.fail("invalid")
         return Decimal(data)
 
@@ -62,18 +64,38 @@ class OffsetDateTimeField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> datetime:
-        if not isinstance(data, str) or not RFC3339_RE.match(data):
+        if not isinstance(data, str) or not RFC3339_RE.fullmatch(data):
             self.fail("invalid")
         try:
-            parsed = parse_datetime(data)
+            parsed = parse_datetime(data.upper())  # RFC 3339 allows a lowercase "t" and "z"
         except ValueError:
             parsed = None
         if parsed is None or parsed.tzinfo is None:
             self.fail("invalid")
-        return parsed
+        # In UTC: PostgreSQL refuses offsets beyond 15:59 (RFC 3339 allows 23:59), and a time
+        # that is before year 1 or after 9999 in UTC cannot be a Python datetime at all.
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            self.fail("invalid")
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
+
+
+@extend_schema_field({"type": "boolean"})
+class StrictBooleanField(serializers.Field):
+    """true or false, never "yes", 1 or "true" coerced into one."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: bool) -> bool:
+        return bool(value)
 
 
 class StrictCharField(serializers.CharField):

@@ -85,9 +85,10 @@ def canonical_json(body: bytes) -> Body:
     """The body parsed, and re-serialised with sorted keys; the raw bytes if it is not JSON."""
     try:
         data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than any body
         return Body(False, None, body)
-    return Body(True, data, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+    return Body(True, data, canonical)
 
 
 def _reject_constant(name: str) -> Any:

@@ -49,7 +49,7 @@ from coalition.services.programme import (
     lot_expiry,
 )
 from members.models import Member
-from members.selectors import MemberRef, member_resolve
+from members.selectors import MemberRef, member_ref_check, member_resolve
 from tenants.models import Tenant, Till
 from tenants.selectors import tenant_can_issue, tenant_can_redeem, tenant_rates_on
 
@@ -130,6 +130,7 @@ def points_earn(
             field="amount",
         )
     receipt = _require_receipt(receipt)
+    member = member_ref_check(coalition, member)
     if not tenant_can_issue(tenant):
         raise TenantCannotIssue(f"{tenant.name} may not issue points now.")
     member = member_resolve(coalition, member)
@@ -218,6 +219,7 @@ def points_burn(
             f"The points are worth {value}, more than the bill of {bill_amount}.", field="points"
         )
     receipt = _require_receipt(receipt)
+    member = member_ref_check(coalition, member)
     if not tenant_can_redeem(tenant):
         raise TenantCannotRedeem(f"{tenant.name} may not redeem points now.")
     member = member_resolve(coalition, member)

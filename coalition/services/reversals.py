@@ -102,6 +102,11 @@ def points_reverse(
     member, accounts = _lock_points_holder(original.member)
     done_points, done_amount = _reversed_so_far(original)
     if original.kind == JournalKind.EARN:
+        if points is not None:
+            raise InvalidRequest(
+                "An earn is reversed in money: give the refunded amount, not points.",
+                field="points",
+            )
         posting = _earn_reverse(
             original, member, accounts, reason, amount, done_points, done_amount, till, user, now
         )

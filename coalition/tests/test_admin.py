@@ -33,6 +33,7 @@ from coalition.models import (
     LotConsumption,
 )
 from coalition.services import points_adjust, points_burn, points_earn
+from coalition.services.batches import batch_create
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from coalition.tests.factories import CoalitionFactory
 from consent.models import ConsentPurpose
@@ -41,6 +42,7 @@ from members.selectors import member_balances
 from members.services import members_merge
 from members.tests.factories import MemberFactory
 from tenants.models import TenantRate
+from tenants.services import till_key_issue
 
 OUR_APPS = {"coalition", "tenants", "members", "consent"}
 LEDGER_MODELS = (Journal, Entry, Lot, LotConsumption, Account)
@@ -73,6 +75,11 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
     twin = MemberFactory.create(coalition=coalition)
     members_merge(survivor=other, merged=twin, actor=staff, reason="Same person")
     points_adjust(member=member, points=5000, reason="Corporate order", actor=staff)
+    till_key_issue(till=till_a)
+    batch_create(
+        till=till_a,
+        content=b"kind,receipt,card,amount\nearn,B-1,0000,100.00\nearn,,x,1\n",
+    )
     interval = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="demo", task="demo.task", interval=interval)
     CrontabSchedule.objects.create(minute="0", hour="3")

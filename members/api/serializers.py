@@ -1,11 +1,17 @@
 """What a till sends to enrol a member and what it gets back: an id, a card and balances, never
 a name, phone or email."""
 
+import re
 from typing import Any
 
 from rest_framework import serializers
 
-from coalition.api.fields import StrictCharField, TillRequestSerializer
+from coalition.api.fields import StrictBooleanField, StrictCharField, TillRequestSerializer
+from consent.models import ConsentPurpose
+
+PURPOSE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,59}")
+# The contract's words for purposes, where they differ from the consent log's codes.
+PURPOSE_ALIASES = {"marketing": ConsentPurpose.MARKETING_MALL}
 
 
 class EnrolRequestSerializer(TillRequestSerializer):
@@ -13,13 +19,20 @@ class EnrolRequestSerializer(TillRequestSerializer):
     email = StrictCharField(required=False, max_length=254)
     card = StrictCharField(required=False, max_length=64)
     name = StrictCharField(required=False, max_length=200, allow_blank=True)
-    adult = serializers.BooleanField()
-    consents = serializers.DictField(child=serializers.BooleanField(), allow_empty=False)
+    adult = StrictBooleanField()
+    consents = serializers.DictField(child=StrictBooleanField(), allow_empty=False)
 
-    def validate_adult(self, value: Any) -> bool:
-        if not isinstance(self.initial_data.get("adult"), bool):
-            raise serializers.ValidationError("Must be true or false.")
-        return bool(value)
+    def validate_consents(self, value: dict[str, bool]) -> dict[str, bool]:
+        """Purpose codes as the consent log knows them; `marketing` is marketing by the mall."""
+        consents: dict[str, bool] = {}
+        for code, given in value.items():
+            if not isinstance(code, str) or not PURPOSE_RE.fullmatch(code):
+                raise serializers.ValidationError(f"{str(code)[:60]!r} is not a purpose code.")
+            code = PURPOSE_ALIASES.get(code, code)
+            if code in consents and consents[code] != given:
+                raise serializers.ValidationError(f"Purpose {code!r} is given twice, differently.")
+            consents[code] = given
+        return consents
 
 
 class EnrolledSerializer(serializers.Serializer):
