@@ -47,6 +47,11 @@ def consents_record(
     if unknown:
         raise InvalidRequest(f"Unknown consent purpose: {', '.join(unknown)}.", field="consents")
     at = at or timezone.now()
+    if consents.get(ConsentPurpose.PROGRAMME) is False:
+        # Enrolment is consent to the programme; withdrawing it ends the membership.
+        from members.services import member_withdraw  # members.services records consents
+
+        member_withdraw(member=member, now=at)
     return ConsentEvent.objects.bulk_create(
         ConsentEvent(
             member=member,

@@ -11,6 +11,7 @@ class MemberStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     MERGED = "merged", "Merged into another member"
     ERASED = "erased", "Erased"
+    WITHDRAWN = "withdrawn", "Left (programme consent withdrawn)"
 
 
 class Member(models.Model):
@@ -86,12 +87,19 @@ class Identifier(models.Model):
     kind = models.CharField(max_length=8, choices=IdentifierKind.choices)
     value = models.CharField(max_length=254)
     created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the member left the programme: the identifier is free to enrol again.",
+    )
 
     class Meta:
         ordering = ["kind", "value"]
         constraints = [
             models.UniqueConstraint(
-                fields=["coalition", "kind", "value"], name="identifier_unique_per_coalition"
+                fields=["coalition", "kind", "value"],
+                condition=Q(released_at__isnull=True),
+                name="identifier_unique_per_coalition",
             ),
         ]
 

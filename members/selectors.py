@@ -63,6 +63,7 @@ def member_find(coalition: Coalition, *, kind: str, value: str) -> Member:
                 status=MemberStatus.ACTIVE,
                 identifiers__kind=kind,
                 identifiers__value=normalised,
+                identifiers__released_at__isnull=True,
             )
             .select_related("coalition")
             .first()

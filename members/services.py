@@ -101,7 +101,10 @@ def member_enrol(
 
 def _refuse_taken(coalition: Coalition, wanted: Sequence[tuple[str, str]]) -> None:
     for kind, value in wanted:
-        if Identifier.objects.filter(coalition=coalition, kind=kind, value=value).exists():
+        taken = Identifier.objects.filter(
+            coalition=coalition, kind=kind, value=value, released_at__isnull=True
+        )
+        if taken.exists():
             # Name no other personal data: only that this identifier is taken.
             raise MemberExists(f"This {IdentifierKind(kind).label.lower()} is already enrolled.")
 
@@ -183,3 +186,22 @@ def members_merge(
         merged_by=actor,
         merged_at=now,
     )
+
+
+@transaction.atomic
+def member_withdraw(*, member: Member, now: datetime | None = None) -> Member:
+    """End a membership because programme consent was withdrawn: the member is unknown to tills
+    from now on and their identifiers are free to enrol again. Idempotent.
+
+    The points and the history stay under the member's opaque id until erasure (issue 6).
+    """
+    now = now or timezone.now()
+    # Under the member's account lock, so no posting runs half on each side of the withdrawal.
+    member_accounts_lock(member.pk)
+    updated = Member.objects.filter(pk=member.pk, status=MemberStatus.ACTIVE).update(
+        status=MemberStatus.WITHDRAWN
+    )
+    if updated:
+        Identifier.objects.filter(member=member, released_at__isnull=True).update(released_at=now)
+        member.status = MemberStatus.WITHDRAWN
+    return member

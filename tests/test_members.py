@@ -8,6 +8,7 @@ from coalition.errors import InvalidRequest, MemberExists, MemberNotFound
 from coalition.models import JournalKind, Lot
 from coalition.services import points_burn, points_earn, points_reverse
 from consent.selectors import consent_state
+from consent.services import consents_record
 from members.identifiers import luhn_check_digit
 from members.models import Identifier, IdentifierKind, MemberStatus, MergeRecord
 from members.selectors import member_balances, member_card, member_find
@@ -140,3 +141,26 @@ def test_merge_refusals(coalition, staff):
     with pytest.raises(InvalidRequest):
         members_merge(survivor=one, merged=one, actor=staff, reason="self")
     assert Identifier.objects.filter(kind=IdentifierKind.CARD).count() == 1
+
+
+def test_withdrawing_programme_consent_ends_the_membership(till_a, member):
+    # Given a member with points and identifiers
+    points_earn(till=till_a, member=member, amount=Decimal("1000.00"), receipt="W-1")
+    email = Identifier.objects.get(member=member, kind="email").value
+    # When programme consent is withdrawn, twice
+    consents_record(member=member, consents={"programme": False})
+    consents_record(member=member, consents={"programme": False})
+    # Then the member is unknown, cannot be posted to, and the identifiers are free again
+    member.refresh_from_db()
+    assert member.status == MemberStatus.WITHDRAWN
+    with pytest.raises(MemberNotFound):
+        member_find(member.coalition, kind="email", value=email)
+    with pytest.raises(MemberNotFound):
+        points_earn(till=till_a, member=member, amount=Decimal("1000.00"), receipt="W-2")
+    assert Identifier.objects.filter(member=member, released_at__isnull=False).count() >= 1
+    newcomer = member_enrol(
+        coalition=member.coalition, email=email.upper(), adult=True, consents={"programme": True}
+    )
+    assert member_find(member.coalition, kind="email", value=email) == newcomer
+    # And the points stay on the ledger under the old id until erasure
+    assert member_balances(member).balance == 10

@@ -269,11 +269,6 @@ def test_a_merged_member_is_found_only_as_the_survivor(api_a, coalition, staff):
     assert ok(api_a.get("members/lookup", email="old@example.com"), 200)["id"] == str(survivor.pk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a member who withdrew programme consent stays known to tills (lookup 200) and "
-    "their identifiers stay taken (409 member-exists); till-api.md says unknown and free",
-)
 def test_a_member_who_withdrew_programme_consent_is_unknown_and_free_to_enrol(api_a, member):
     email = ref(member, "email")
     consents_record(member=member, consents={"programme": False})
