@@ -2,7 +2,12 @@
 
 from datetime import date
 from decimal import Decimal
+from functools import cache
 
+from django.utils import timezone
+
+from coalition.models import Coalition
+from coalition.rows import fetch_one, instance, select_list, width
 from tenants.models import Tenant, TenantRate, TenantStatus, Till, TillKey
 
 
@@ -11,14 +16,13 @@ def tenant_rates_on(tenant: Tenant, day: date) -> tuple[Decimal, Decimal]:
 
     Without a rate row of its own, a tenant settles at the coalition's default rates.
     """
-    rate = (
-        TenantRate.objects.filter(tenant=tenant, effective_from__lte=day)
-        .order_by("-effective_from")
-        .values_list("price_per_point", "reimbursement_per_point")
-        .first()
+    rate = fetch_one(  # every posting reads it: written out, see `coalition.rows`
+        f"SELECT price_per_point, reimbursement_per_point FROM {TenantRate._meta.db_table} "  # noqa: S608
+        "WHERE tenant_id = %s AND effective_from <= %s ORDER BY effective_from DESC LIMIT 1",
+        [tenant.pk, day],
     )
     if rate is not None:
-        return rate
+        return rate[0], rate[1]
     coalition = tenant.coalition
     return coalition.default_price_per_point, coalition.default_reimbursement_per_point
 
@@ -43,15 +47,41 @@ def tenant_can_redeem(tenant: Tenant) -> bool:
 
 def till_for_key(raw_key: str) -> Till | None:
     """The active till a live key belongs to, with its tenant and coalition, in one query;
-    None for an unknown, revoked, expired or malformed key."""
+    None for an unknown, revoked, expired or malformed key.
+
+    Every till request starts here, so the query is written out (`coalition.rows`) rather than
+    compiled by the ORM each time; the hash check is the library's own.
+    """
     prefix, dot, _ = raw_key.partition(".")
     if not dot or not prefix:
         return None
-    key = (
-        TillKey.objects.select_related("till__tenant__coalition")
-        .filter(prefix=prefix, revoked=False, till__is_active=True)
-        .first()
-    )
-    if key is None or key.has_expired or not key.is_valid(raw_key):
+    row = fetch_one(_till_for_key_sql(), [prefix])
+    if row is None:
         return None
-    return key.till
+    hashed_key, expiry_date = row[0], row[1]
+    if expiry_date is not None and expiry_date < timezone.now():
+        return None
+    if not TillKey.objects.key_generator.verify(raw_key, hashed_key):
+        return None
+    values = row[2:]
+    till_end = width(Till)
+    tenant_end = till_end + width(Tenant)
+    till = instance(Till, values[:till_end])
+    tenant = instance(Tenant, values[till_end:tenant_end])
+    tenant.coalition = instance(Coalition, values[tenant_end:])
+    till.tenant = tenant
+    return till
+
+
+@cache
+def _till_for_key_sql() -> str:
+    # Column names come from model metadata, never from input: nothing here is user-supplied.
+    return f"""
+        SELECT k.hashed_key, k.expiry_date, {select_list(Till, "t")},
+               {select_list(Tenant, "n")}, {select_list(Coalition, "c")}
+        FROM tenants_tillkey k
+        JOIN tenants_till t ON t.id = k.till_id
+        JOIN tenants_tenant n ON n.id = t.tenant_id
+        JOIN coalition_coalition c ON c.id = n.coalition_id
+        WHERE k.prefix = %s AND NOT k.revoked AND t.is_active
+    """  # noqa: S608

@@ -27,6 +27,7 @@ from coalition.models import (
 )
 from coalition.models import LotConsumption as Consumption
 from coalition.money import money_round
+from coalition.rows import fetch_all, fetch_one, instance, select_list
 from coalition.services.programme import add_months
 from members.models import Member, MemberStatus
 
@@ -56,11 +57,15 @@ def member_accounts_lock(*member_ids: MemberId) -> dict[MemberId, MemberAccounts
     Locking every account in one statement ordered by pk means two transactions that touch the
     same members (a merge and a burn, say) always queue in the same order and cannot deadlock.
     """
-    accounts = list(
-        Account.objects.select_for_update()
-        .filter(member_id__in=member_ids, kind__in=MEMBER_KINDS_SET)
-        .order_by("pk")
-    )
+    # Written out (`coalition.rows`): every posting starts with this statement.
+    accounts = [
+        instance(Account, row)
+        for row in fetch_all(
+            f"SELECT {select_list(Account, 'a')} FROM coalition_account a "  # noqa: S608
+            "WHERE a.member_id = ANY(%s::uuid[]) AND a.kind = ANY(%s) ORDER BY a.id FOR UPDATE",
+            [[str(member_id) for member_id in member_ids], sorted(MEMBER_KINDS_SET)],
+        )
+    ]
     found: dict[MemberId, dict[str, Account]] = {}
     for account in accounts:
         if account.member_id is not None:
@@ -77,6 +82,14 @@ def member_accounts_lock(*member_ids: MemberId) -> dict[MemberId, MemberAccounts
 
 
 def coalition_account(coalition_id: int, kind: AccountKind) -> Account:
+    row = fetch_one(
+        f"SELECT {select_list(Account, 'a')} FROM coalition_account a "  # noqa: S608
+        "WHERE a.coalition_id = %s AND a.kind = %s AND a.member_id IS NULL "
+        "AND a.tenant_id IS NULL",
+        [coalition_id, kind],
+    )
+    if row is not None:
+        return instance(Account, row)
     account, _ = Account.objects.get_or_create(
         coalition_id=coalition_id, kind=kind, member=None, tenant=None
     )
@@ -84,6 +97,13 @@ def coalition_account(coalition_id: int, kind: AccountKind) -> Account:
 
 
 def tenant_account(coalition_id: int, tenant_id: int, kind: AccountKind) -> Account:
+    row = fetch_one(
+        f"SELECT {select_list(Account, 'a')} FROM coalition_account a "  # noqa: S608
+        "WHERE a.coalition_id = %s AND a.tenant_id = %s AND a.kind = %s",
+        [coalition_id, tenant_id, kind],
+    )
+    if row is not None:
+        return instance(Account, row)
     account, _ = Account.objects.get_or_create(
         coalition_id=coalition_id, tenant_id=tenant_id, kind=kind
     )
@@ -250,8 +270,8 @@ def member_lock_active(member: Member) -> MemberAccounts:
     # Re-read the status under the lock, in its own statement: a merge or an erasure may have
     # committed while we waited, and a status joined into the locking query would be the
     # version from before the wait (PostgreSQL re-fetches only the rows it locks).
-    status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
-    if status != MemberStatus.ACTIVE:
+    row = fetch_one("SELECT status FROM members_member WHERE id = %s", [member.pk])
+    if row is None or row[0] != MemberStatus.ACTIVE:
         raise MemberNotFound("This member is not enrolled.")
     return accounts
 
