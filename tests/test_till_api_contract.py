@@ -572,3 +572,19 @@ def test_transactions_list_has_no_n_plus_one(api_a, till_a, member):
     many = queries_for(30)
     # 1 the till's key; 2 one page of journals joined to their tenant, till and reversed journal
     assert few == many == 2
+
+
+def test_the_hand_built_transaction_matches_its_serializer(api_a, till_a, member):
+    # Given an earn, a burn and a reversal (one without a till: made by staff)
+    from coalition.api.serializers import TransactionSerializer, transaction_data
+    from coalition.selectors import transactions_for_tenant
+    from coalition.services import points_reverse
+
+    earn = earn_now(till_a, member, "4000.00", "H-1")
+    burn_now(till_a, member, 5, "H-2")
+    points_reverse(original=earn, tenant=till_a.tenant, reason="staff refund")
+    journals = list(transactions_for_tenant(till_a.tenant_id))
+    assert {j.kind for j in journals} == {"earn", "burn", "earn_reversal"}
+    # Then the fast rendering of the till path equals the documented serializer's, field by field
+    for journal in journals:
+        assert transaction_data(journal) == dict(TransactionSerializer(journal).data)

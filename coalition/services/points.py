@@ -27,6 +27,7 @@ from coalition.models import (
     Lot,
 )
 from coalition.money import money_round
+from coalition.rows import fetch_one
 from coalition.services.ledger import (
     Leg,
     MemberId,
@@ -93,7 +94,11 @@ def _require_receipt(receipt: str) -> str:
 def _check_receipt(till: Till, kind: str, receipt: str) -> None:
     """Refuse a receipt already posted, before checks that come after it in the contract's order
     (a burn's balance). The unique index stays the guarantee (`_save_receipt_journal`)."""
-    if Journal.objects.filter(store_id=till.store_id, kind=kind, receipt=receipt).exists():
+    posted = fetch_one(  # on every burn: written out, see `coalition.rows`
+        "SELECT 1 FROM coalition_journal WHERE store_id = %s AND kind = %s AND receipt = %s",
+        [till.store_id, kind, receipt],
+    )
+    if posted is not None:
         raise DuplicateReceipt(f"Receipt {receipt!r} was already posted as {kind} by this store.")
 
 
