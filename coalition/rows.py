@@ -6,7 +6,7 @@ SQL here and turned back into ordinary model instances with `Model.from_db`. Col
 from the models' own metadata, so a new field cannot be forgotten.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ def instance(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db(connection.alias, list(_attnames(model)), list(values))
 
 
-def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def fetch_one(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -47,3 +47,40 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [tuple(row) for row in cursor.fetchall()]
+
+
+@cache
+def _insert_fields(model: type[Model]) -> tuple[Any, ...]:
+    """The concrete fields an INSERT writes: all but a database-generated primary key."""
+    return tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and field.get_internal_type() in ("AutoField", "BigAutoField"))
+    )
+
+
+@cache
+def insert_into(model: type[Model]) -> str:
+    """`INSERT INTO table ("col", ...) VALUES (%s, ...)` for `insert_values` of an instance."""
+    fields = _insert_fields(model)
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    return (
+        f'INSERT INTO "{model._meta.db_table}" ({columns}) '  # noqa: S608 (metadata, not input)
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+
+
+def insert_values(obj: Model) -> list[Any]:
+    """The parameters of `insert_into(type(obj))`, prepared exactly as the ORM's save would."""
+    return [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for field in _insert_fields(type(obj))
+    ]
+
+
+def mark_saved(obj: M, pk: Any) -> M:
+    """An instance written by `insert_into`: its primary key, and the state of a saved one."""
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj

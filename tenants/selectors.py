@@ -16,12 +16,25 @@ def tenant_rates_on(tenant: Tenant, day: date) -> tuple[Decimal, Decimal]:
 
     Without a rate row of its own, a tenant settles at the coalition's default rates.
     """
-    rate = fetch_one(  # every posting reads it: written out, see `coalition.rows`
-        f"SELECT price_per_point, reimbursement_per_point FROM {TenantRate._meta.db_table} "  # noqa: S608
-        "WHERE tenant_id = %s AND effective_from <= %s ORDER BY effective_from DESC LIMIT 1",
-        [tenant.pk, day],
-    )
-    if rate is not None:
+    rate = fetch_one(TENANT_RATE_SQL, {"tenant": tenant.pk, "day": day})
+    return rates_or_defaults(tenant, rate)
+
+
+# The rate row in force, for `%(tenant)s` on `%(day)s`: written out (`coalition.rows`), because
+# every posting reads it, and `coalition.services.ledger.posting_lock` reads it as a subquery.
+TENANT_RATE_SQL = (
+    "SELECT price_per_point, reimbursement_per_point "  # noqa: S608 (a table name from metadata)
+    f"FROM {TenantRate._meta.db_table} "
+    "WHERE tenant_id = %(tenant)s AND effective_from <= %(day)s "
+    "ORDER BY effective_from DESC LIMIT 1"
+)
+
+
+def rates_or_defaults(
+    tenant: Tenant, rate: tuple[Decimal | None, Decimal | None] | None
+) -> tuple[Decimal, Decimal]:
+    """A rate row's (price, reimbursement), or the coalition's defaults without one."""
+    if rate is not None and rate[0] is not None and rate[1] is not None:
         return rate[0], rate[1]
     coalition = tenant.coalition
     return coalition.default_price_per_point, coalition.default_reimbursement_per_point

@@ -4,10 +4,11 @@ A POST runs in one database transaction that
 1. takes `pg_try_advisory_xact_lock` on a hash of (till, key): if another request holds it, the
    answer is 409 `request-in-progress` at once (a plain insert of the same key would instead
    wait on the unique index until the first request commits);
-2. looks for a stored response: same fingerprint → replayed byte for byte; another → 422;
-3. runs the handler in a savepoint, and stores its response — a success or a business refusal
-   (403/404/409/422) — in the same transaction as its ledger effect, so a crash can leave
-   neither a posting without its record nor a key stuck without a posting.
+2. in the same statement, looks for a stored response: same fingerprint → replayed byte for
+   byte; another → 422;
+3. runs the handler (its service is atomic: a savepoint), and stores its response — a success
+   or a business refusal (403/404/409/422) — in the same transaction as its ledger effect, so a
+   crash can leave neither a posting without its record nor a key stuck without a posting.
 Nothing is stored for 400, 401, 409 in-progress, 429 or 5xx: the key stays free to retry.
 """
 
@@ -20,9 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.http import HttpResponse
-from django.utils import timezone
+from django.utils.timezone import now
 from rest_framework.exceptions import ValidationError
 
 from coalition.api.problems import (
@@ -52,6 +53,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 TABLE = IdempotencyRecord._meta.db_table
 STORED_STATUSES = frozenset({200, 201, 202, 403, 404, 409, 422})
 ATTEMPTS = 3
+UNIQUE_VIOLATION = "23505"
 
 
 @dataclass
@@ -104,6 +106,10 @@ def fingerprint(method: str, path: str, canonical: bytes) -> str:
     return digest.hexdigest()
 
 
+class _KeyRaced(Exception):
+    """The key's response was stored by a request that committed after this one's snapshot."""
+
+
 def idempotent_respond(
     *, till: Till, key: str, fingerprint: str, handler: Callable[[], Outcome]
 ) -> HttpResponse:
@@ -115,6 +121,10 @@ def idempotent_respond(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return _attempt(till, key, fingerprint, handler)
+        except _KeyRaced:
+            if attempt == ATTEMPTS:
+                raise TryAgain("The request raced itself; retry unchanged.") from None
+            logger.info("retrying %s: its first request committed meanwhile", key)
         except OperationalError as exc:
             if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
                 raise TryAgain("The ledger was busy; retry unchanged.") from exc
@@ -126,26 +136,30 @@ def _attempt(
     till: Till, key: str, fingerprint: str, handler: Callable[[], Outcome]
 ) -> HttpResponse:
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            # One round trip: claim the key, and bound how long this request may wait for a
-            # member's lock (a till should get a clear 503, not hang).
-            cursor.execute(
-                "SELECT pg_try_advisory_xact_lock(%s), set_config('lock_timeout', %s, true)",
-                [claim_key(f"idempotency:{till.pk}:{key}"), f"{settings.API_LOCK_TIMEOUT_MS}ms"],
-            )
-            if not cursor.fetchone()[0]:
-                raise RequestInProgress(
-                    "A request with this Idempotency-Key is still running; retry it unchanged."
-                )
-        # Written out rather than through the ORM: every POST makes these two statements, and
-        # compiling them costs more than running them (docs/benchmarks.md).
-        stored = fetch_one(
-            f"SELECT fingerprint, status, content_type, body FROM {TABLE} "  # noqa: S608
-            "WHERE till_id = %s AND key = %s",
-            [till.pk, key],
+        # One round trip: claim the key, bound how long this request may wait for a member's
+        # lock (a till should get a clear 503, not hang), and read a stored response. The read
+        # runs on the statement's snapshot, taken just before the claim: if the request that
+        # held the key committed in between, its response is not seen here, the ledger refuses
+        # the repeat, and storing ours hits the key's unique index — `_KeyRaced`, and the next
+        # attempt replays the stored response.
+        claimed = fetch_one(
+            f"SELECT pg_try_advisory_xact_lock(%s), set_config('lock_timeout', %s, true), "  # noqa: S608
+            f"r.fingerprint, r.status, r.content_type, r.body FROM (SELECT 1) x "
+            f"LEFT JOIN {TABLE} r ON r.till_id = %s AND r.key = %s",
+            [
+                claim_key(f"idempotency:{till.pk}:{key}"),
+                f"{settings.API_LOCK_TIMEOUT_MS}ms",
+                till.pk,
+                key,
+            ],
         )
-        if stored is not None:
-            stored_print, stored_status, stored_type, stored_body = stored
+        assert claimed is not None  # one row, whatever the join finds
+        if not claimed[0]:
+            raise RequestInProgress(
+                "A request with this Idempotency-Key is still running; retry it unchanged."
+            )
+        if claimed[2] is not None:
+            stored_print, stored_status, stored_type, stored_body = claimed[2:]
             if stored_print != fingerprint:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used with another request."
@@ -156,12 +170,17 @@ def _attempt(
             response[REPLAYED_HEADER] = "true"
             return response
         status, content_type, body, member_id, headers = _run(handler)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (till_id, key, fingerprint, status, content_type, body, "  # noqa: S608
-                "member_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [till.pk, key, fingerprint, status, content_type, body, member_id, timezone.now()],
-            )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {TABLE} (till_id, key, fingerprint, status, content_type, "  # noqa: S608
+                    "body, member_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [till.pk, key, fingerprint, status, content_type, body, member_id, now()],
+                )
+        except IntegrityError as exc:
+            if sqlstate(exc) == UNIQUE_VIOLATION:
+                raise _KeyRaced from exc
+            raise
         response = HttpResponse(body, status=status, content_type=content_type)
         for header, value in headers.items():
             response[header] = value

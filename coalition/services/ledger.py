@@ -9,12 +9,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import F, Q, Sum
 
-from coalition.errors import LedgerConflict, MemberNotFound
+from coalition.errors import DuplicateReceipt, LedgerConflict, MemberNotFound
 from coalition.models import (
     MEMBER_KINDS_SET,
     Account,
@@ -27,9 +29,20 @@ from coalition.models import (
 )
 from coalition.models import LotConsumption as Consumption
 from coalition.money import money_round
-from coalition.rows import fetch_all, fetch_one, instance, select_list
+from coalition.rows import (
+    fetch_all,
+    fetch_one,
+    insert_into,
+    insert_values,
+    instance,
+    mark_saved,
+    select_list,
+    width,
+)
 from coalition.services.programme import add_months
 from members.models import Member, MemberStatus
+from tenants.models import Tenant
+from tenants.selectors import TENANT_RATE_SQL, rates_or_defaults
 
 MemberId = UUID | str
 
@@ -131,44 +144,84 @@ def journal_at_nominal(
     )
 
 
+# The receipt's unique index as the conflict target: a second earn (or burn) of one receipt by
+# one store inserts nothing, and the statement says so, without an error that would need a
+# savepoint to survive. The predicate must imply the index's (`Journal.Meta.constraints`).
+_RECEIPT_CONFLICT = (
+    "ON CONFLICT (store_id, kind, receipt) WHERE kind IN ('earn', 'burn') AND NOT receipt = '' "
+    "DO NOTHING"
+)
+
+
+@cache
+def _journal_post_sql() -> str:
+    """One statement: the journal, the guarded balance updates and the entries.
+
+    `legs` are the entries to write; `moves` the member accounts to update, each with the
+    balance it must still have (it is locked, so it has — unless the lock was skipped).
+    """
+    entry = Entry._meta.db_table
+    account = Account._meta.db_table
+    return f"""
+        WITH j AS ({insert_into(Journal)} {_RECEIPT_CONFLICT} RETURNING id),
+        moves AS (
+            SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
+                AS m(account_id, before, delta)
+        ),
+        moved AS (
+            UPDATE {account} a SET balance = a.balance + m.delta FROM moves m, j
+            WHERE a.id = m.account_id AND a.balance = m.before RETURNING a.id
+        ),
+        entries AS (
+            INSERT INTO {entry} (journal_id, account_id, points, value, balance_before,
+                balance_after, digest)
+            SELECT j.id, l.account_id, l.points, l.value, l.before, l.after, ''
+            FROM j, unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::bigint[], %s::bigint[])
+                AS l(account_id, points, value, before, after)
+        )
+        SELECT (SELECT id FROM j), (SELECT count(*) FROM moved)
+    """  # noqa: S608 (table and column names from model metadata, never from input)
+
+
 def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:
-    """Write a journal and its entries, and move the cached member balances.
+    """Write a journal and its entries, and move the cached member balances, in one statement.
 
     Refuses an unbalanced journal. Legs with zero points and zero value are dropped; a journal
-    may have no entries at all (a purchase worth no points is still a visit).
+    may have no entries at all (a purchase worth no points is still a visit). An earn or burn
+    whose receipt this store already posted writes nothing and raises DuplicateReceipt — the
+    receipt's unique index decides, so two tills racing with one receipt cannot both post.
     """
     legs = [leg for leg in legs if leg.points or leg.value]
     if sum(leg.points for leg in legs) != 0 or sum((leg.value for leg in legs), Decimal(0)) != 0:
         raise ValueError(f"Unbalanced journal {journal.kind}: {legs!r}")
-    journal.save(force_insert=True)
-    entries = []
+    entries: tuple[list[Any], ...] = ([], [], [], [], [])
+    moves: dict[int, list[int]] = {}  # account id -> [balance before, delta]
     for leg in legs:
         account = leg.account
+        before = after = None
         if account.kind in MEMBER_KINDS_SET:
-            before = account.balance
+            move = moves.setdefault(account.pk, [account.balance, 0])
+            before = move[0] + move[1]  # a second leg on one account follows the first
             after = before + leg.points
-            # Guarded update: the row is locked, so this matches unless the lock was skipped.
-            updated = Account.objects.filter(pk=account.pk, balance=before).update(
-                balance=F("balance") + leg.points
-            )
-            if updated != 1:
-                raise LedgerConflict(f"Account {account.pk} moved under its lock.")
-            account.balance = after
-            entries.append(
-                Entry(
-                    journal=journal,
-                    account=account,
-                    points=leg.points,
-                    value=leg.value,
-                    balance_before=before,
-                    balance_after=after,
-                )
-            )
-        else:
-            entries.append(
-                Entry(journal=journal, account=account, points=leg.points, value=leg.value)
-            )
-    Entry.objects.bulk_create(entries)
+            move[1] += leg.points
+        for column, value in zip(
+            entries, (account.pk, leg.points, leg.value, before, after), strict=True
+        ):
+            column.append(value)
+    move_columns = (list(moves), [m[0] for m in moves.values()], [m[1] for m in moves.values()])
+    with connection.cursor() as cursor:
+        cursor.execute(_journal_post_sql(), [*insert_values(journal), *move_columns, *entries])
+        journal_id, moved = cursor.fetchone()
+    if journal_id is None:
+        raise DuplicateReceipt(
+            f"Receipt {journal.receipt!r} was already posted as {journal.kind} by this store."
+        )
+    if moved != len(moves):
+        raise LedgerConflict("A member account moved under its lock.")
+    mark_saved(journal, journal_id)
+    for leg in legs:  # the callers' view of the balances, as the database now has them
+        if leg.account.pk in moves:
+            leg.account.balance = sum(moves[leg.account.pk])
     return journal
 
 
@@ -202,16 +255,53 @@ def lots_consume(lots: Iterable[Lot], points: int, journal: Journal) -> int:
     return taken
 
 
+@cache
+def _lots_consume_fifo_sql() -> str:
+    lot = Lot._meta.db_table
+    consumption = Consumption._meta.db_table
+    return f"""
+        WITH open AS (
+            SELECT id, remaining,
+                sum(remaining) OVER (ORDER BY expires_on ASC NULLS LAST, id) - remaining AS ahead
+            FROM {lot}
+            WHERE member_id = %(member)s::uuid AND remaining > 0 AND pending_until IS NULL
+        ),
+        taken AS (
+            UPDATE {lot} l SET remaining = l.remaining - least(o.remaining, %(points)s - o.ahead)
+            FROM open o
+            WHERE l.id = o.id AND o.ahead < %(points)s AND l.remaining = o.remaining
+            RETURNING l.id, least(o.remaining, %(points)s - o.ahead) AS points
+        ),
+        recorded AS (
+            INSERT INTO {consumption} (lot_id, journal_id, points)
+            SELECT id, %(journal)s, points FROM taken RETURNING points
+        )
+        SELECT coalesce(sum(points), 0) FROM recorded
+    """  # noqa: S608 (table names from model metadata, never from input)
+
+
+def lots_consume_fifo(member_id: MemberId, points: int, journal: Journal) -> int:
+    """Take up to `points` from the member's spendable lots, oldest expiry first (no expiry
+    last), then oldest; returns how many were taken. One statement, however many lots the member
+    has: the running sum picks the lots, and each is updated only if it still holds what was
+    read (it does, under the member's lock)."""
+    if points <= 0:
+        return 0
+    row = fetch_one(
+        _lots_consume_fifo_sql(), {"member": member_id, "points": points, "journal": journal.pk}
+    )
+    return int(row[0]) if row is not None else 0
+
+
 def lots_fit(member_id: MemberId, balance: int, journal: Journal) -> None:
     """Consume spendable lots FIFO until they hold exactly max(balance, 0).
 
     Used after a change that moved lots and balance separately (a merge, a release onto a
     negative balance), so the invariant `lots remaining == positive balance` holds again.
     """
-    lots = open_lots(member_id)
-    excess = sum(lot.remaining for lot in lots) - max(balance, 0)
+    excess = open_points(member_id) - max(balance, 0)
     if excess > 0:
-        lots_consume(lots, excess, journal)
+        lots_consume_fifo(member_id, excess, journal)
 
 
 def lot_create(
@@ -225,7 +315,7 @@ def lot_create(
 ) -> Lot | None:
     if points <= 0:
         return None
-    return Lot.objects.create(
+    lot = Lot(
         coalition_id=journal.coalition_id,
         member_id=member_id,
         journal=journal,
@@ -236,6 +326,9 @@ def lot_create(
         expires_on=expires_on,
         pending_until=pending_until,
     )
+    row = fetch_one(f"{insert_into(Lot)} RETURNING id", insert_values(lot))  # on every earn
+    assert row is not None
+    return mark_saved(lot, row[0])
 
 
 def open_points(member_id: MemberId) -> int:
@@ -274,6 +367,90 @@ def member_lock_active(member: Member) -> MemberAccounts:
     if row is None or row[0] != MemberStatus.ACTIVE:
         raise MemberNotFound("This member is not enrolled.")
     return accounts
+
+
+@dataclass(frozen=True)
+class PostingLock:
+    """An earn's or burn's member, locked, and what the posting reads once it holds the lock."""
+
+    accounts: MemberAccounts
+    price: Decimal  # per point issued, in force on the posting's day
+    reimbursement: Decimal  # per point honoured
+    tenant_account: Account
+    house_account: Account
+    receipt_posted: bool
+
+
+@cache
+def _posting_reads_sql() -> str:
+    member = Member._meta.db_table
+    journal = Journal._meta.db_table
+    account = Account._meta.db_table
+    return f"""
+        SELECT m.status, r.price_per_point, r.reimbursement_per_point,
+            EXISTS (SELECT 1 FROM {journal} WHERE store_id = %(store)s AND kind = %(receipt_kind)s
+                AND receipt = %(receipt)s),
+            {select_list(Account, "ta")}, {select_list(Account, "ha")}
+        FROM (SELECT %(member)s::uuid AS id) x
+        LEFT JOIN {member} m ON m.id = x.id
+        LEFT JOIN LATERAL ({TENANT_RATE_SQL}) r ON true
+        LEFT JOIN {account} ta ON ta.coalition_id = %(coalition)s AND ta.tenant_id = %(tenant)s
+            AND ta.kind = %(tenant_kind)s
+        LEFT JOIN {account} ha ON ha.coalition_id = %(coalition)s AND ha.kind = %(house_kind)s
+            AND ha.member_id IS NULL AND ha.tenant_id IS NULL
+    """  # noqa: S608 (table and column names from model metadata, never from input)
+
+
+def posting_lock(
+    member: Member,
+    tenant: Tenant,
+    *,
+    day: date,
+    tenant_kind: AccountKind,
+    house_kind: AccountKind,
+    receipt: tuple[int | None, str, str] | None = None,
+) -> PostingLock:
+    """`member_lock_active` for an earn or burn at `tenant`, in two statements whatever it reads.
+
+    After the lock, one statement re-reads the member's status (MemberNotFound if it was merged
+    away or erased while we waited), and reads the tenant's rates on `day`, the tenant's account
+    of `tenant_kind`, the coalition's `house_kind` account and, given `receipt` as (store id,
+    journal kind, receipt), whether that receipt is already posted.
+    """
+    accounts = member_accounts_lock(member.pk)[member.pk]
+    store_id, receipt_kind, receipt_number = receipt or (None, "", "")
+    row = fetch_one(
+        _posting_reads_sql(),
+        {
+            "member": str(member.pk),
+            "coalition": tenant.coalition_id,
+            "tenant": tenant.pk,
+            "day": day,
+            "tenant_kind": tenant_kind,
+            "house_kind": house_kind,
+            "store": store_id,
+            "receipt_kind": receipt_kind,
+            "receipt": receipt_number,
+        },
+    )
+    assert row is not None  # one row, whatever the joins find
+    if row[0] != MemberStatus.ACTIVE:
+        raise MemberNotFound("This member is not enrolled.")
+    price, reimbursement = rates_or_defaults(tenant, (row[1], row[2]))
+    width_ = width(Account)
+    tenant_row, house_row = row[4 : 4 + width_], row[4 + width_ :]
+    return PostingLock(
+        accounts=accounts,
+        price=price,
+        reimbursement=reimbursement,
+        tenant_account=instance(Account, tenant_row)
+        if tenant_row[0] is not None
+        else tenant_account(tenant.coalition_id, tenant.pk, tenant_kind),
+        house_account=instance(Account, house_row)
+        if house_row[0] is not None
+        else coalition_account(tenant.coalition_id, house_kind),
+        receipt_posted=bool(row[3]),
+    )
 
 
 def lots_slide(member: Member, coalition: Coalition, today: date) -> None:

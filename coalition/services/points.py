@@ -10,7 +10,7 @@ step. Refusals are domain errors; nothing is written when one is raised.
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from coalition.errors import (
@@ -27,22 +27,18 @@ from coalition.models import (
     Lot,
 )
 from coalition.money import money_round
-from coalition.rows import fetch_one
 from coalition.services.ledger import (
     Leg,
     MemberId,
     Posting,
-    coalition_account,
     journal_at_nominal,
     journal_post,
     lot_create,
-    lots_consume,
+    lots_consume_fifo,
     lots_fit,
     lots_slide,
     member_accounts_lock,
-    member_lock_active,
-    open_lots,
-    tenant_account,
+    posting_lock,
 )
 from coalition.services.programme import (
     earn_points,
@@ -52,9 +48,8 @@ from coalition.services.programme import (
 from members.models import Member
 from members.selectors import MemberRef, member_ref_check, member_resolve
 from tenants.models import Tenant, Till
-from tenants.selectors import tenant_can_issue, tenant_can_redeem, tenant_rates_on
+from tenants.selectors import tenant_can_issue, tenant_can_redeem
 
-RECEIPT_CONSTRAINT = "journal_receipt_unique_per_store_kind"
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 ACTIVITY_RESOLUTION = timedelta(hours=1)
 
@@ -71,35 +66,11 @@ def _resolve_times(occurred_at: datetime | None, now: datetime | None) -> tuple[
     return occurred_at, now
 
 
-def _save_receipt_journal(journal: Journal, legs: list[Leg]) -> None:
-    """Post, turning a lost race on the receipt's unique index into DuplicateReceipt."""
-    try:
-        with transaction.atomic():
-            journal_post(journal, legs)
-    except IntegrityError as exc:
-        if RECEIPT_CONSTRAINT in str(exc):
-            raise DuplicateReceipt(
-                f"Receipt {journal.receipt!r} was already posted as {journal.kind} by this store."
-            ) from exc
-        raise
-
-
 def _require_receipt(receipt: str) -> str:
     receipt = receipt.strip()
     if not receipt:
         raise InvalidRequest("A receipt number is required.", field="receipt")
     return receipt
-
-
-def _check_receipt(till: Till, kind: str, receipt: str) -> None:
-    """Refuse a receipt already posted, before checks that come after it in the contract's order
-    (a burn's balance). The unique index stays the guarantee (`_save_receipt_journal`)."""
-    posted = fetch_one(  # on every burn: written out, see `coalition.rows`
-        "SELECT 1 FROM coalition_journal WHERE store_id = %s AND kind = %s AND receipt = %s",
-        [till.store_id, kind, receipt],
-    )
-    if posted is not None:
-        raise DuplicateReceipt(f"Receipt {receipt!r} was already posted as {kind} by this store.")
 
 
 def _touch(member: Member, now: datetime) -> None:
@@ -139,13 +110,19 @@ def points_earn(
     if not tenant_can_issue(tenant):
         raise TenantCannotIssue(f"{tenant.name} may not issue points now.")
     member = member_resolve(coalition, member)
-    accounts = member_lock_active(member)
+    occurred_on = local_date(coalition, occurred_at)
     # Nothing after the receipt is refused for an earn, so the receipt's unique index alone
-    # decides a duplicate (`_save_receipt_journal`): no query before it.
+    # decides a duplicate (`journal_post`): no query before it.
+    locked = posting_lock(
+        member,
+        tenant,
+        day=occurred_on,
+        tenant_kind=AccountKind.TENANT_ISSUED,
+        house_kind=AccountKind.MARGIN,
+    )
+    accounts, price, reimbursement = locked.accounts, locked.price, locked.reimbursement
 
     points = earn_points(coalition, amount)
-    occurred_on = local_date(coalition, occurred_at)
-    price, reimbursement = tenant_rates_on(tenant, occurred_on)
     nominal = coalition.point_value
     journal = Journal(
         coalition=coalition,
@@ -171,17 +148,11 @@ def points_earn(
     before = accounts.points.balance
     legs = [
         Leg(target, points, points * nominal),
-        Leg(
-            tenant_account(coalition.pk, tenant.pk, AccountKind.TENANT_ISSUED),
-            -points,
-            -points * price,
-        ),
+        Leg(locked.tenant_account, -points, -points * price),
     ]
     if price != nominal:
-        legs.append(
-            Leg(coalition_account(coalition.pk, AccountKind.MARGIN), 0, points * (price - nominal))
-        )
-    _save_receipt_journal(journal, legs)
+        legs.append(Leg(locked.house_account, 0, points * (price - nominal)))
+    journal_post(journal, legs)
 
     # A negative balance (a refund after spending) is repaid first; only the rest is a new lot.
     lot_points = points if held else max(accounts.points.balance, 0) - max(before, 0)
@@ -230,14 +201,24 @@ def points_burn(
     member = member_resolve(coalition, member)
     # The lock is what makes fifty concurrent burns safe: each waits here, then sees the
     # balance the previous one left, so none can spend points another already took.
-    accounts = member_lock_active(member)
-    _check_receipt(till, JournalKind.BURN, receipt)
+    locked = posting_lock(
+        member,
+        tenant,
+        day=local_date(coalition, occurred_at),
+        tenant_kind=AccountKind.TENANT_REDEEMED,
+        house_kind=AccountKind.VARIANCE,
+        receipt=(till.store_id, JournalKind.BURN, receipt),
+    )
+    # A receipt already posted is refused before the balance, in the contract's order; the
+    # receipt's unique index stays the guarantee (`journal_post`).
+    if locked.receipt_posted:
+        raise DuplicateReceipt(f"Receipt {receipt!r} was already posted as burn by this store.")
+    accounts, reimbursement = locked.accounts, locked.reimbursement
     if accounts.points.balance < points:
         raise InsufficientPoints(
             f"The member has {max(accounts.points.balance, 0)} spendable points.",
             available=max(accounts.points.balance, 0),
         )
-    _, reimbursement = tenant_rates_on(tenant, local_date(coalition, occurred_at))
     journal = Journal(
         coalition=coalition,
         kind=JournalKind.BURN,
@@ -256,22 +237,12 @@ def points_burn(
     )
     legs = [
         Leg(accounts.points, -points, -points * nominal),
-        Leg(
-            tenant_account(coalition.pk, tenant.pk, AccountKind.TENANT_REDEEMED),
-            points,
-            points * reimbursement,
-        ),
+        Leg(locked.tenant_account, points, points * reimbursement),
     ]
     if reimbursement != nominal:
-        legs.append(
-            Leg(
-                coalition_account(coalition.pk, AccountKind.VARIANCE),
-                0,
-                points * (nominal - reimbursement),
-            )
-        )
-    _save_receipt_journal(journal, legs)
-    lots_consume(open_lots(member.pk), points, journal)
+        legs.append(Leg(locked.house_account, 0, points * (nominal - reimbursement)))
+    journal_post(journal, legs)
+    lots_consume_fifo(member.pk, points, journal)
     lots_slide(member, coalition, local_date(coalition, now))
     _touch(member, now)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)

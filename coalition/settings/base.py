@@ -6,7 +6,7 @@ PostgreSQL it starts and the broker defaults to kombu's filesystem transport.
 
 from datetime import timedelta
 
-from coalition.env import BASE_DIR, env
+from coalition.env import BASE_DIR, database, env
 
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me")
 DEBUG = env("DEBUG", default=True)
@@ -63,12 +63,8 @@ TEMPLATES = [
 
 # PostgreSQL only: locks, triggers and constraints must behave the same everywhere.
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coalition"),
+    "default": database(env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coalition"))
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env("CONN_MAX_AGE")
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise RuntimeError("DATABASE_URL must point at PostgreSQL; no other engine is supported.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

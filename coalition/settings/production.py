@@ -1,14 +1,12 @@
 """Production settings: secrets have no default, and the process refuses to start without them."""
 
+from coalition.env import database, env
 from coalition.settings.base import *  # noqa: F403
-from coalition.settings.base import env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")  # no default: ImproperlyConfigured when unset
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
-DATABASES = {"default": env.db_url("DATABASE_URL")}  # no default
-DATABASES["default"]["CONN_MAX_AGE"] = env("CONN_MAX_AGE")
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": database(env("DATABASE_URL"))}  # no default
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 
