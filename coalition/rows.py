@@ -70,12 +70,66 @@ def insert_into(model: type[Model]) -> str:
     )
 
 
-def insert_values(obj: Model) -> list[Any]:
-    """The parameters of `insert_into(type(obj))`, prepared exactly as the ORM's save would."""
-    return [
-        field.get_db_prep_save(field.pre_save(obj, True), connection)
-        for field in _insert_fields(type(obj))
-    ]
+# Field types whose Python value psycopg adapts exactly as the ORM would prepare it, once the
+# value is already what the field holds after `Model.__init__` (a Decimal, an aware datetime, a
+# UUID, an int or a str). Any other field goes through the ORM's own preparation.
+_PLAIN_TYPES = frozenset(
+    {
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "DateField",
+        "DecimalField",
+        "ForeignKey",
+        "IntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SmallIntegerField",
+        "TextField",
+        "UUIDField",
+    }
+)
+
+
+@cache
+def _insert_plan(model: type[Model]) -> tuple[tuple[str, Any], ...]:
+    """(attname, field if the ORM must prepare its value else None) per inserted column."""
+    return tuple(
+        (
+            field.attname,
+            None
+            if field.get_internal_type() in _PLAIN_TYPES
+            and not getattr(field, "auto_now", False)
+            and not getattr(field, "auto_now_add", False)
+            else field,
+        )
+        for field in _insert_fields(model)
+    )
+
+
+@cache
+def insert_from(model: type[Model], source: str, column: str, expression: str) -> str:
+    """`INSERT INTO table (...) SELECT %s, ..., <expression>, ... FROM <source>`: an INSERT in a
+    CTE whose `column` comes from an earlier part of the statement (a new journal's id, say).
+    Its parameters are `insert_values(obj, skip=<that column's attname>)`."""
+    fields = _insert_fields(model)
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    values = ", ".join(expression if field.column == column else "%s" for field in fields)
+    return f'INSERT INTO "{model._meta.db_table}" ({columns}) SELECT {values} FROM {source}'  # noqa: S608
+
+
+def insert_values(obj: Model, skip: str | None = None) -> list[Any]:
+    """The parameters of `insert_into(type(obj))`, as the ORM's save would send them (without
+    the field whose attname is `skip`, for `insert_from`)."""
+    values = []
+    for attname, field in _insert_plan(type(obj)):
+        if attname == skip:
+            continue
+        if field is None:
+            values.append(getattr(obj, attname))
+        else:
+            values.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return values
 
 
 def mark_saved(obj: M, pk: Any) -> M:

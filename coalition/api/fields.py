@@ -1,6 +1,7 @@
 """Request fields as strict as the contract: money is a decimal string, points an integer, times
 RFC 3339 with an offset, and a body never names a tenant or a till."""
 
+import copy
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -107,7 +108,20 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-class TillRequestSerializer(serializers.Serializer):
+class LeanSerializer(serializers.Serializer):
+    """A serializer whose fields are copied shallowly for each instance.
+
+    DRF deep-copies the declared fields for every serializer instance, re-running each field's
+    constructor; on the till path that was the larger part of validating a body. A shallow copy
+    is enough for the fields used here: their state after construction (validators, messages)
+    is never changed per request, and each copy gets its own binding to its serializer.
+    """
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+
+
+class TillRequestSerializer(LeanSerializer):
     """Unknown fields are ignored, except one that tries to name a tenant or a till."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +140,7 @@ class TillRequestSerializer(serializers.Serializer):
 MEMBER_REF_KINDS = ("card", "phone", "email", "id")
 
 
-class MemberRefSerializer(serializers.Serializer):
+class MemberRefSerializer(LeanSerializer):
     """Exactly one of card, phone, email or id."""
 
     card = StrictCharField(required=False, max_length=64)

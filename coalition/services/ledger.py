@@ -32,6 +32,7 @@ from coalition.money import money_round
 from coalition.rows import (
     fetch_all,
     fetch_one,
+    insert_from,
     insert_into,
     insert_values,
     instance,
@@ -154,14 +155,16 @@ _RECEIPT_CONFLICT = (
 
 
 @cache
-def _journal_post_sql() -> str:
-    """One statement: the journal, the guarded balance updates and the entries.
+def _journal_post_sql(with_lot: bool) -> str:
+    """One statement: the journal, the guarded balance updates, the entries and (`with_lot`)
+    the lot the journal creates.
 
-    `legs` are the entries to write; `moves` the member accounts to update, each with the
-    balance it must still have (it is locked, so it has — unless the lock was skipped).
+    `moves` are the member accounts to update, each with the balance it must still have (it is
+    locked, so it has — unless the lock was skipped).
     """
     entry = Entry._meta.db_table
     account = Account._meta.db_table
+    lot = insert_from(Lot, "j", "journal_id", "j.id") if with_lot else "SELECT NULL::bigint"
     return f"""
         WITH j AS ({insert_into(Journal)} {_RECEIPT_CONFLICT} RETURNING id),
         moves AS (
@@ -178,13 +181,15 @@ def _journal_post_sql() -> str:
             SELECT j.id, l.account_id, l.points, l.value, l.before, l.after, ''
             FROM j, unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::bigint[], %s::bigint[])
                 AS l(account_id, points, value, before, after)
-        )
-        SELECT (SELECT id FROM j), (SELECT count(*) FROM moved)
+        ),
+        lot AS ({lot}{" RETURNING id" if with_lot else ""})
+        SELECT (SELECT id FROM j), (SELECT count(*) FROM moved), (SELECT * FROM lot)
     """  # noqa: S608 (table and column names from model metadata, never from input)
 
 
-def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:
-    """Write a journal and its entries, and move the cached member balances, in one statement.
+def journal_post(journal: Journal, legs: Sequence[Leg], lot: Lot | None = None) -> Journal:
+    """Write a journal, its entries and the lot it credits (if any, from `lot_new`), and move
+    the cached member balances, in one statement.
 
     Refuses an unbalanced journal. Legs with zero points and zero value are dropped; a journal
     may have no entries at all (a purchase worth no points is still a visit). An earn or burn
@@ -209,9 +214,13 @@ def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:
         ):
             column.append(value)
     move_columns = (list(moves), [m[0] for m in moves.values()], [m[1] for m in moves.values()])
+    lot_values = insert_values(lot, skip="journal_id") if lot is not None else []
     with connection.cursor() as cursor:
-        cursor.execute(_journal_post_sql(), [*insert_values(journal), *move_columns, *entries])
-        journal_id, moved = cursor.fetchone()
+        cursor.execute(
+            _journal_post_sql(lot is not None),
+            [*insert_values(journal), *move_columns, *entries, *lot_values],
+        )
+        journal_id, moved, lot_id = cursor.fetchone()
     if journal_id is None:
         raise DuplicateReceipt(
             f"Receipt {journal.receipt!r} was already posted as {journal.kind} by this store."
@@ -219,6 +228,9 @@ def journal_post(journal: Journal, legs: Sequence[Leg]) -> Journal:
     if moved != len(moves):
         raise LedgerConflict("A member account moved under its lock.")
     mark_saved(journal, journal_id)
+    if lot is not None:
+        lot.journal = journal
+        mark_saved(lot, lot_id)
     for leg in legs:  # the callers' view of the balances, as the database now has them
         if leg.account.pk in moves:
             leg.account.balance = sum(moves[leg.account.pk])
@@ -304,6 +316,32 @@ def lots_fit(member_id: MemberId, balance: int, journal: Journal) -> None:
         lots_consume_fifo(member_id, excess, journal)
 
 
+def lot_new(
+    *,
+    journal: Journal,
+    member_id: MemberId,
+    points: int,
+    funding_tenant_id: int | None,
+    expires_on: date | None,
+    pending_until: datetime | None = None,
+) -> Lot | None:
+    """The lot `journal` credits, unsaved (`journal_post` writes it with the journal); None
+    for no points."""
+    if points <= 0:
+        return None
+    return Lot(
+        coalition_id=journal.coalition_id,
+        member_id=member_id,
+        journal_id=journal.pk,
+        funding_tenant_id=funding_tenant_id,
+        points=points,
+        remaining=points,
+        earned_at=journal.occurred_at,
+        expires_on=expires_on,
+        pending_until=pending_until,
+    )
+
+
 def lot_create(
     *,
     journal: Journal,
@@ -313,20 +351,19 @@ def lot_create(
     expires_on: date | None,
     pending_until: datetime | None = None,
 ) -> Lot | None:
-    if points <= 0:
-        return None
-    lot = Lot(
-        coalition_id=journal.coalition_id,
-        member_id=member_id,
+    """`lot_new` for a journal already posted, written at once."""
+    lot = lot_new(
         journal=journal,
-        funding_tenant_id=funding_tenant_id,
+        member_id=member_id,
         points=points,
-        remaining=points,
-        earned_at=journal.occurred_at,
+        funding_tenant_id=funding_tenant_id,
         expires_on=expires_on,
         pending_until=pending_until,
     )
-    row = fetch_one(f"{insert_into(Lot)} RETURNING id", insert_values(lot))  # on every earn
+    if lot is None:
+        return None
+    lot.journal = journal
+    row = fetch_one(f"{insert_into(Lot)} RETURNING id", insert_values(lot))
     assert row is not None
     return mark_saved(lot, row[0])
 

@@ -33,7 +33,7 @@ from coalition.services.ledger import (
     Posting,
     journal_at_nominal,
     journal_post,
-    lot_create,
+    lot_new,
     lots_consume_fifo,
     lots_fit,
     lots_slide,
@@ -152,11 +152,9 @@ def points_earn(
     ]
     if price != nominal:
         legs.append(Leg(locked.house_account, 0, points * (price - nominal)))
-    journal_post(journal, legs)
-
     # A negative balance (a refund after spending) is repaid first; only the rest is a new lot.
-    lot_points = points if held else max(accounts.points.balance, 0) - max(before, 0)
-    lot_create(
+    lot_points = points if held else max(before + points, 0) - max(before, 0)
+    lot = lot_new(
         journal=journal,
         member_id=member.pk,
         points=lot_points,
@@ -164,6 +162,7 @@ def points_earn(
         expires_on=lot_expiry(coalition, occurred_on),
         pending_until=now + timedelta(days=coalition.holdback_days) if held else None,
     )
+    journal_post(journal, legs, lot)
     lots_slide(member, coalition, local_date(coalition, now))
     _touch(member, now)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)
