@@ -14,9 +14,10 @@ What one run does, start to end (about 2 minutes with the defaults):
 4. warms up, then runs wrk with `bench/till_load.lua` for earn, then for burn: `--clients`
    connections, each request under a random till's key for a random member's card, with its
    own Idempotency-Key and receipt. Every non-2xx answer is an error (a 409 too);
-5. stops gunicorn and runs pgbench's default TPC-B-like transaction in a database of its own on
-   the same server (`pgbench -i -s <tenants>`, then `pgbench -c <clients> -j 2 -T <duration>`):
-   the floor of what a durable balance change costs on this server;
+5. runs pgbench's default TPC-B-like transaction in a database of its own on the same server
+   (`pgbench -i -s <tenants>`, then `pgbench -c <clients> -j 2 -T <duration>`), before gunicorn
+   starts and again after it stops: the floor of what a durable balance change costs on this
+   server, as the mean of the two runs (a shared VM's speed drifts);
 6. prints requests/s, p50, p99, errors and the ratio to pgbench's TPS against the targets
    (earn >= 0.10, burn >= 0.08, p99 < 50 ms, no errors), replaces the till section of
    docs/benchmarks.md (`--no-docs` to leave it), and drops both databases (`--keep-db`).
@@ -427,9 +428,10 @@ class Result:
 
 @dataclass
 class Pgbench:
-    tps: float
+    tps: float  # the mean of the runs before and after the app's
     init_seconds: float
-    usage: Usage | None
+    usage: Usage | None  # of the run after the app's
+    runs: tuple[float, ...] = ()
 
 
 def free_port() -> int:
@@ -504,15 +506,18 @@ def run_wrk(
     )
 
 
-def run_pgbench(
-    children: Children, args: argparse.Namespace, server: Server, scale: int
-) -> Pgbench:
-    """pgbench's default (TPC-B-like) script at `scale`, in a database of its own."""
+def pgbench_init(children: Children, args: argparse.Namespace, server: Server, scale: int) -> str:
+    """A database of pgbench's own at `scale`; returns its name."""
     name = f"{args.database}_pgbench"
     server.recreate(name)
-    started = time.monotonic()
     run_to_end(children, [args.pgbench, *server.libpq_args(), "-i", "-q", "-s", str(scale), name])
-    init_seconds = time.monotonic() - started
+    return name
+
+
+def pgbench_run(
+    children: Children, args: argparse.Namespace, server: Server, name: str
+) -> tuple[float, Usage]:
+    """pgbench's default (TPC-B-like) script: its TPS and the CPU it used."""
     wait_for_quiet(QUIET, args.quiet_wait)
     run = [args.pgbench, *server.libpq_args(), "-c", str(args.clients), "-j", "2"]
     with Meter(None, name) as meter:
@@ -520,9 +525,7 @@ def run_pgbench(
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
     if match is None:
         raise BenchError(f"no TPS in pgbench's output:\n{output}")
-    if not args.keep_db:
-        server.drop(name)
-    return Pgbench(float(match.group(1)), init_seconds, meter.usage(pgbench_cpu))
+    return float(match.group(1)), meter.usage(pgbench_cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -680,6 +683,16 @@ def bench(
         f"(set up in {time.monotonic() - started:.0f} s)"
     )
 
+    if not args.skip_pgbench:
+        # pgbench runs before and after the app, and the ratio is taken against the mean: the
+        # speed of a shared VM drifts by 10-20% over minutes, and this halves its effect.
+        say(f"pgbench: -i -s {setup['tenants']}, then -c {args.clients} -j 2 -T {args.duration}")
+        init_started = time.monotonic()
+        pgbench_name = pgbench_init(children, args, server, setup["tenants"])
+        pgbench_init_seconds = time.monotonic() - init_started
+        before, _ = pgbench_run(children, args, server, pgbench_name)
+        say(f"pgbench before: {before:,.0f} TPS (initialised in {pgbench_init_seconds:.0f} s)")
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = scratch / "gunicorn.log"
@@ -735,9 +748,12 @@ def bench(
         pgbench = Pgbench(args.skip_pgbench, 0.0, None)
         say(f"pgbench skipped: taking {pgbench.tps:,.0f} TPS")
     else:
-        say(f"pgbench: -i -s {setup['tenants']}, then -c {args.clients} -j 2 -T {args.duration}")
-        pgbench = run_pgbench(children, args, server, setup["tenants"])
-        say(f"pgbench: {pgbench.tps:,.0f} TPS (initialised in {pgbench.init_seconds:.0f} s)")
+        say(f"pgbench after: -c {args.clients} -j 2 -T {args.duration}")
+        after, usage = pgbench_run(children, args, server, pgbench_name)
+        pgbench = Pgbench((before + after) / 2, pgbench_init_seconds, usage, (before, after))
+        say(f"pgbench after: {after:,.0f} TPS; mean of before and after {pgbench.tps:,.0f} TPS")
+        if not args.keep_db:
+            server.drop(pgbench_name)
 
     report = Report(args, setup, results, pgbench, server.describe(), time.monotonic() - started)
     print()
@@ -819,6 +835,9 @@ class Report:
             for r in self.results
         ]
         usage = self.pgbench.usage
+        if self.pgbench.runs:
+            runs = " before, ".join(f"{tps:,.0f}" for tps in self.pgbench.runs)
+            lines.append(f"pgbench TPS is the mean of {runs} after the app's runs")
         if usage is not None:
             per = 1000 / max(self.pgbench.tps * usage.wall, 1)
             lines.append(
@@ -912,8 +931,9 @@ class Report:
                 "(persistent connections), `TILL_RATE_LIMIT=0`;",
                 "  the full path: key auth, idempotency record, journal and entries, lots.",
                 f"- **pgbench**: the default TPC-B-like script, `pgbench -i -s {setup['tenants']}` "
-                f"(scale = tenants), then `pgbench -c {a.clients} -j 2 -T {a.duration}`,",
-                "  same server, gunicorn stopped.",
+                f"(scale = tenants), then `pgbench -c {a.clients} -j 2 -T {a.duration}` before "
+                "and after the app's runs,",
+                "  same server, gunicorn stopped; the ratio is to the mean of the two.",
                 f"- **Machine**: {os.cpu_count()} CPUs ({processor}){memory}; {version},",
                 f"  `synchronous_commit={pg['synchronous_commit']}`, `fsync={pg['fsync']}`, "
                 f"`shared_buffers={pg['shared_buffers']}`; app, PostgreSQL and wrk share the "

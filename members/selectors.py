@@ -40,8 +40,8 @@ def member_ref_check(coalition: Coalition, member: "Member | MemberRef") -> "Mem
 
 def member_resolve(coalition: Coalition, member: "Member | MemberRef") -> Member:
     """The member itself, or the active member a reference names; MemberNotFound otherwise."""
-    if isinstance(member, MemberRef):
-        return member_find(coalition, kind=member.kind, value=member.value)
+    if isinstance(member, MemberRef):  # normalised by `member_ref_check`
+        return _member_by(coalition, member.kind, member.value)
     if member.coalition_id != coalition.pk:
         raise MemberNotFound("This member is not enrolled.")
     return member
@@ -52,21 +52,27 @@ def member_find(coalition: Coalition, *, kind: str, value: str) -> Member:
 
     Erased, merged-away or withdrawn members are unknown here, to tills and staff lookups alike.
     """
+    if kind == "id":
+        return _member_by(coalition, kind, _uuid_or_none(value))
+    return _member_by(coalition, kind, identifier_normalise(kind, value, coalition.phone_region))
+
+
+def _member_by(coalition: Coalition, kind: str, value: str) -> Member:
+    """`member_find` for a value already normalised (or a member id already checked)."""
     # Written out (`coalition.rows`): every till request that names a member runs this.
     if kind == "id":
         row = fetch_one(
             f"SELECT {select_list(Member, 'm')} FROM members_member m "  # noqa: S608
             "WHERE m.coalition_id = %s AND m.id = %s AND m.status = %s",
-            [coalition.pk, _uuid_or_none(value), MemberStatus.ACTIVE],
+            [coalition.pk, value, MemberStatus.ACTIVE],
         )
     else:
-        normalised = identifier_normalise(kind, value, coalition.phone_region)
         row = fetch_one(
             f"SELECT {select_list(Member, 'm')} FROM members_member m "  # noqa: S608
             "JOIN members_identifier i ON i.member_id = m.id "
             "WHERE m.coalition_id = %s AND m.status = %s AND i.coalition_id = %s "
             "AND i.kind = %s AND i.value = %s AND i.released_at IS NULL LIMIT 1",
-            [coalition.pk, MemberStatus.ACTIVE, coalition.pk, kind, normalised],
+            [coalition.pk, MemberStatus.ACTIVE, coalition.pk, kind, value],
         )
     if row is None:
         raise MemberNotFound("No member with that identifier.")

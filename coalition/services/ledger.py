@@ -147,10 +147,12 @@ def journal_at_nominal(
 
 # The receipt's unique index as the conflict target: a second earn (or burn) of one receipt by
 # one store inserts nothing, and the statement says so, without an error that would need a
-# savepoint to survive. The predicate must imply the index's (`Journal.Meta.constraints`).
+# savepoint to survive. The predicate must imply the index's (`Journal.Meta.constraints`); a
+# lookup repeats it literally too, or a prepared statement's generic plan, which cannot see that
+# a parameter is 'burn', scans every journal of the store instead of using the index.
+_RECEIPT_INDEX_PREDICATE = "kind IN ('earn', 'burn') AND NOT receipt = ''"
 _RECEIPT_CONFLICT = (
-    "ON CONFLICT (store_id, kind, receipt) WHERE kind IN ('earn', 'burn') AND NOT receipt = '' "
-    "DO NOTHING"
+    f"ON CONFLICT (store_id, kind, receipt) WHERE {_RECEIPT_INDEX_PREDICATE} DO NOTHING"
 )
 
 
@@ -426,7 +428,7 @@ def _posting_reads_sql() -> str:
     return f"""
         SELECT m.status, r.price_per_point, r.reimbursement_per_point,
             EXISTS (SELECT 1 FROM {journal} WHERE store_id = %(store)s AND kind = %(receipt_kind)s
-                AND receipt = %(receipt)s),
+                AND receipt = %(receipt)s AND {_RECEIPT_INDEX_PREDICATE}),
             {select_list(Account, "ta")}, {select_list(Account, "ha")}
         FROM (SELECT %(member)s::uuid AS id) x
         LEFT JOIN {member} m ON m.id = x.id
