@@ -29,6 +29,7 @@ from coalition.services.ledger import (
     Leg,
     journal_post,
     lot_create,
+    lot_new,
     lots_consume_fifo,
     member_accounts_lock,
 )
@@ -84,12 +85,14 @@ def test_lots_are_taken_oldest_expiry_first_and_no_expiry_last(coalition, member
 
     def lot(points: int, expires_in: int | None, pending: bool = False) -> Lot:
         made = lot_create(
-            journal=carrier,
-            member_id=member.pk,
-            points=points,
-            funding_tenant_id=till_a.tenant_id,
-            expires_on=today.replace(year=today.year + expires_in) if expires_in else None,
-            pending_until=timezone.now() if pending else None,
+            lot_new(
+                journal=carrier,
+                member_id=member.pk,
+                points=points,
+                funding_tenant_id=till_a.tenant_id,
+                expires_on=today.replace(year=today.year + expires_in) if expires_in else None,
+                pending_until=timezone.now() if pending else None,
+            )
         )
         assert made is not None
         return made

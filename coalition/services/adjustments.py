@@ -24,9 +24,9 @@ from coalition.services.ledger import (
     journal_at_nominal,
     journal_post,
     lot_create,
-    lots_consume,
+    lot_new,
+    lots_consume_fifo,
     member_lock_active,
-    open_lots,
 )
 from coalition.services.programme import (
     local_date,
@@ -136,12 +136,14 @@ def _adjust_post(
     )
     if points > 0:
         lot_create(
-            journal=journal,
-            member_id=member.pk,
-            points=max(accounts.points.balance, 0) - max(before, 0),
-            funding_tenant_id=None,
-            expires_on=lot_expiry(coalition, local_date(coalition, now)),
+            lot_new(
+                journal=journal,
+                member_id=member.pk,
+                points=max(accounts.points.balance, 0) - max(before, 0),
+                funding_tenant_id=None,
+                expires_on=lot_expiry(coalition, local_date(coalition, now)),
+            )
         )
     else:
-        lots_consume(open_lots(member.pk), -points, journal)
+        lots_consume_fifo(member.pk, -points, journal)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)

@@ -344,27 +344,11 @@ def lot_new(
     )
 
 
-def lot_create(
-    *,
-    journal: Journal,
-    member_id: MemberId,
-    points: int,
-    funding_tenant_id: int | None,
-    expires_on: date | None,
-    pending_until: datetime | None = None,
-) -> Lot | None:
-    """`lot_new` for a journal already posted, written at once."""
-    lot = lot_new(
-        journal=journal,
-        member_id=member_id,
-        points=points,
-        funding_tenant_id=funding_tenant_id,
-        expires_on=expires_on,
-        pending_until=pending_until,
-    )
+def lot_create(lot: Lot | None) -> Lot | None:
+    """Write a lot from `lot_new` for a journal already posted (`journal_post` writes an earn's
+    lot with its journal instead); None stays None."""
     if lot is None:
         return None
-    lot.journal = journal
     row = fetch_one(f"{insert_into(Lot)} RETURNING id", insert_values(lot))
     assert row is not None
     return mark_saved(lot, row[0])
