@@ -10,6 +10,11 @@ from contextlib import contextmanager
 
 from django.db import connection
 
+# Every posting holds (PERIOD_LOCK_CLASS, coalition id) shared for its whole transaction; the
+# monthly close takes it exclusively for an instant to freeze a month (`period_freeze`), so a
+# posting that was running as the close began lands wholly in the old period or the new one.
+PERIOD_LOCK_CLASS = 7401
+
 
 def claim_key(name: str) -> int:
     """A stable signed 64-bit key for `name` (advisory locks take a bigint)."""

@@ -60,13 +60,18 @@ def _insert_fields(model: type[Model]) -> tuple[Any, ...]:
 
 
 @cache
-def insert_into(model: type[Model]) -> str:
-    """`INSERT INTO table ("col", ...) VALUES (%s, ...)` for `insert_values` of an instance."""
+def insert_into(model: type[Model], expressions: tuple[tuple[str, str], ...] = ()) -> str:
+    """`INSERT INTO table ("col", ...) VALUES (%s, ...)` for `insert_values` of an instance.
+
+    `expressions` maps a column to SQL used in place of its plain `%s` (with exactly one `%s`
+    of its own, for the field's value), e.g. to clamp a time."""
     fields = _insert_fields(model)
     columns = ", ".join(f'"{field.column}"' for field in fields)
+    replace = dict(expressions)
+    values = ", ".join(replace.get(field.column, "%s") for field in fields)
     return (
         f'INSERT INTO "{model._meta.db_table}" ({columns}) '  # noqa: S608 (metadata, not input)
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
+        f"VALUES ({values})"
     )
 
 

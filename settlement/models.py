@@ -1,1 +1,174 @@
-"""Settlement between tenants and the pool: periods, statements, reconciliation (issue 4)."""
+"""Settlement between tenants and the pool: closed months, statements and their lines, payments.
+
+A month is closed once per coalition (`Period`); the close writes one balance-forward
+`Statement` per tenant with its `StatementLine`s, all in one transaction, so a statement is
+either wholly there or not at all. Money is Decimal, rounded half-up to the paisa per line; a
+statement's amounts are sums of its rounded lines (`domain.md`, rounding).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Period(models.Model):
+    """A closed settlement month of one coalition: [starts_at, ends_at) in its time zone."""
+
+    coalition = models.ForeignKey(
+        "coalition.Coalition", on_delete=models.PROTECT, related_name="periods"
+    )
+    month = models.DateField(help_text="The first day of the month.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    closed_at = models.DateTimeField()
+    journals = models.PositiveIntegerField(default=0, help_text="Journals posted in the month.")
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["coalition", "month"], name="period_once_per_month"),
+            models.CheckConstraint(condition=Q(month__day=1), name="period_month_first_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%B %Y}"
+
+
+class LineKind(models.TextChoices):
+    ISSUED = "issued", "Points issued"
+    ISSUED_REVERSED = "issued_reversed", "Points issued, reversed"
+    HONOURED = "honoured", "Points honoured"
+    HONOURED_REVERSED = "honoured_reversed", "Points honoured, reversed"
+    FEE = "fee", "Programme fee"
+    PAYMENT = "payment", "Payments received"
+    PAYOUT = "payout", "Payments made to the tenant"
+
+
+# Each kind's sign in the net amount: + is owed by the tenant to the pool, - by the pool to it.
+LINE_SIGN = {
+    LineKind.ISSUED: 1,
+    LineKind.ISSUED_REVERSED: -1,
+    LineKind.HONOURED: -1,
+    LineKind.HONOURED_REVERSED: 1,
+    LineKind.FEE: 1,
+    LineKind.PAYMENT: -1,
+    LineKind.PAYOUT: 1,
+}
+
+
+class Statement(models.Model):
+    """One tenant's settlement for one closed month, balance-forward.
+
+    `net_amount` = `opening_balance` + the signed lines: positive, the tenant pays the pool;
+    negative, the pool pays the tenant. It is the next statement's opening balance.
+    """
+
+    period = models.ForeignKey(Period, on_delete=models.PROTECT, related_name="statements")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    opening_balance = models.DecimalField(max_digits=14, decimal_places=2)
+    issued_points = models.BigIntegerField(default=0)
+    issued_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    honoured_points = models.BigIntegerField(default=0)
+    honoured_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    reversed_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Issued reversals (credited) less honoured reversals (charged).",
+    )
+    fee = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    payments = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0, help_text="Received less paid out."
+    )
+    net_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    statement_date = models.DateField()
+    due_on = models.DateField()
+
+    class Meta:
+        ordering = ["-period__month", "tenant__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["period", "tenant"], name="statement_once_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} — {self.period}"
+
+    @property
+    def direction(self) -> str:
+        if self.net_amount > 0:
+            return "tenant pays the pool"
+        if self.net_amount < 0:
+            return "the pool pays the tenant"
+        return "nothing to pay"
+
+
+class StatementLine(models.Model):
+    """A worked line: how many postings of one kind at one rate, their points and amount."""
+
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=20, choices=LineKind.choices)
+    rate = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="Per point."
+    )
+    count = models.PositiveIntegerField(default=0)
+    points = models.BigIntegerField(default=0)
+    amount = models.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Rounded half-up to the paisa; unsigned."
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.amount}"
+
+
+class Payment(models.Model):
+    """Money between a tenant and the pool, recorded by finance. It counts on the statement of
+    the month it was posted in (`posted_at`, never inside a closed month), whatever the bank's
+    date (`received_on`)."""
+
+    class Direction(models.TextChoices):
+        RECEIVED = "received", "Received from the tenant"
+        PAID_OUT = "paid_out", "Paid out to the tenant"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    reference = models.CharField(max_length=100, help_text="The bank reference.")
+    received_on = models.DateField(help_text="The date on the bank statement.")
+    statement = models.ForeignKey(
+        "Statement",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments_against",
+        help_text="The statement it pays, when finance names one (partial payments too).",
+    )
+    posted_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-posted_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.amount} ({self.reference})"
+
+
+class ArrearsWaiver(models.Model):
+    """Staff lifting a tenant's arrears on one overdue statement, with the reason."""
+
+    statement = models.OneToOneField(Statement, on_delete=models.PROTECT, related_name="waiver")
+    reason = models.TextField()
+    waived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Waiver on {self.statement}"

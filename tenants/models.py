@@ -47,6 +47,13 @@ class Tenant(models.Model):
         default=False,
         help_text="Staff allow this tenant to honour points without issuing any (free rider).",
     )
+    arrears_since = models.DateField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by the daily arrears job while a statement it owes is unpaid past its due "
+        "date: its tills may not redeem. Cleared by payment or a waiver.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -41,10 +41,9 @@ def rates_or_defaults(
 
 
 def tenant_in_arrears(tenant: Tenant) -> bool:
-    """Unpaid statements past their due date put a tenant in arrears (settlement, issue 4)."""
-    from settlement.selectors import tenant_has_overdue_statements
-
-    return tenant_has_overdue_statements(tenant)
+    """A statement the tenant owes is unpaid past its due date (`settlement.services`,
+    `arrears_apply`, keeps the flag; reading it costs no query on the till path)."""
+    return tenant.arrears_since is not None
 
 
 def tenant_can_issue(tenant: Tenant) -> bool:

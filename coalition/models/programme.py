@@ -95,6 +95,12 @@ class Coalition(models.Model):
         help_text="Manual adjustments of more points than this wait for a second staff member.",
     )
 
+    closed_through = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="End of the last closed settlement month: nothing is posted before it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,9 +13,10 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 
+from coalition.claims import PERIOD_LOCK_CLASS
 from coalition.errors import DuplicateReceipt, LedgerConflict, MemberNotFound
 from coalition.models import (
     MEMBER_KINDS_SET,
@@ -66,18 +67,25 @@ class MemberAccounts:
 
 
 def member_accounts_lock(*member_ids: MemberId) -> dict[MemberId, MemberAccounts]:
-    """Lock the points and pending accounts of the given members, in primary-key order.
+    """Lock the points and pending accounts of the given members (of one coalition), in
+    primary-key order, after taking the coalition's period lock shared (`claims.py`).
 
     Locking every account in one statement ordered by pk means two transactions that touch the
     same members (a merge and a burn, say) always queue in the same order and cannot deadlock.
     """
     # Written out (`coalition.rows`): every posting starts with this statement.
+    ids = [str(member_id) for member_id in member_ids]
     accounts = [
         instance(Account, row)
         for row in fetch_all(
             f"SELECT {select_list(Account, 'a')} FROM coalition_account a "  # noqa: S608
-            "WHERE a.member_id = ANY(%s::uuid[]) AND a.kind = ANY(%s) ORDER BY a.id FOR UPDATE",
-            [[str(member_id) for member_id in member_ids], sorted(MEMBER_KINDS_SET)],
+            # First (a one-time filter, before any row is locked), the coalition's period lock,
+            # shared: the close's freeze waits for this posting, and this posting never holds a
+            # row lock while it queues behind a freeze (no deadlock).
+            "WHERE (SELECT true FROM pg_advisory_xact_lock_shared(%s, (SELECT m.coalition_id "
+            "FROM members_member m WHERE m.id = (%s::uuid[])[1])::integer)) "
+            "AND a.member_id = ANY(%s::uuid[]) AND a.kind = ANY(%s) ORDER BY a.id FOR UPDATE",
+            [PERIOD_LOCK_CLASS, ids, ids, sorted(MEMBER_KINDS_SET)],
         )
     ]
     found: dict[MemberId, dict[str, Account]] = {}
@@ -93,6 +101,19 @@ def member_accounts_lock(*member_ids: MemberId) -> dict[MemberId, MemberAccounts
             points=kinds[AccountKind.MEMBER_POINTS], pending=kinds[AccountKind.MEMBER_PENDING]
         )
     return result
+
+
+@transaction.atomic
+def ledger_freeze(coalition_id: int, through: datetime) -> None:
+    """From now on, post nothing of this coalition before `through` (the end of a month being
+    closed). Takes the coalition's period lock exclusively: it waits for every posting in flight
+    (each holds it shared, `member_accounts_lock`) to commit, so each of them lands wholly before
+    the freeze, and every posting after it reads the new `closed_through` (`journal_post`)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PERIOD_LOCK_CLASS, coalition_id])
+    Coalition.objects.filter(pk=coalition_id).filter(
+        Q(closed_through__isnull=True) | Q(closed_through__lt=through)
+    ).update(closed_through=through)
 
 
 def coalition_account(coalition_id: int, kind: AccountKind) -> Account:
@@ -150,6 +171,9 @@ def journal_at_nominal(
 # savepoint to survive. The predicate must imply the index's (`Journal.Meta.constraints`); a
 # lookup repeats it literally too, or a prepared statement's generic plan, which cannot see that
 # a parameter is 'burn', scans every journal of the store instead of using the index.
+# A journal is never posted into a closed month: its posting time is at least the end of the
+# last closed one (`Coalition.closed_through`), read after the period lock was taken shared.
+_POSTED_AFTER_CUT = (("posted_at", "GREATEST(%s::timestamptz, (SELECT closed_through FROM cut))"),)
 _RECEIPT_INDEX_PREDICATE = "kind IN ('earn', 'burn') AND NOT receipt = ''"
 _RECEIPT_CONFLICT = (
     f"ON CONFLICT (store_id, kind, receipt) WHERE {_RECEIPT_INDEX_PREDICATE} DO NOTHING"
@@ -158,8 +182,8 @@ _RECEIPT_CONFLICT = (
 
 @cache
 def _journal_post_sql(with_lot: bool) -> str:
-    """One statement: the journal, the guarded balance updates, the entries and (`with_lot`)
-    the lot the journal creates.
+    """One statement: the journal (posted no earlier than the last close's cut), the guarded
+    balance updates, the entries and (`with_lot`) the lot the journal creates.
 
     `moves` are the member accounts to update, each with the balance it must still have (it is
     locked, so it has — unless the lock was skipped).
@@ -168,7 +192,11 @@ def _journal_post_sql(with_lot: bool) -> str:
     account = Account._meta.db_table
     lot = insert_from(Lot, "j", "journal_id", "j.id") if with_lot else "SELECT NULL::bigint"
     return f"""
-        WITH j AS ({insert_into(Journal)} {_RECEIPT_CONFLICT} RETURNING id),
+        WITH cut AS (SELECT closed_through FROM {Coalition._meta.db_table} WHERE id = %s),
+        j AS (
+            {insert_into(Journal, _POSTED_AFTER_CUT)} {_RECEIPT_CONFLICT}
+            RETURNING id, posted_at
+        ),
         moves AS (
             SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
                 AS m(account_id, before, delta)
@@ -185,7 +213,8 @@ def _journal_post_sql(with_lot: bool) -> str:
                 AS l(account_id, points, value, before, after)
         ),
         lot AS ({lot}{" RETURNING id" if with_lot else ""})
-        SELECT (SELECT id FROM j), (SELECT count(*) FROM moved), (SELECT * FROM lot)
+        SELECT (SELECT id FROM j), (SELECT posted_at FROM j), (SELECT count(*) FROM moved),
+            (SELECT * FROM lot)
     """  # noqa: S608 (table and column names from model metadata, never from input)
 
 
@@ -220,9 +249,9 @@ def journal_post(journal: Journal, legs: Sequence[Leg], lot: Lot | None = None) 
     with connection.cursor() as cursor:
         cursor.execute(
             _journal_post_sql(lot is not None),
-            [*insert_values(journal), *move_columns, *entries, *lot_values],
+            [journal.coalition_id, *insert_values(journal), *move_columns, *entries, *lot_values],
         )
-        journal_id, moved, lot_id = cursor.fetchone()
+        journal_id, posted_at, moved, lot_id = cursor.fetchone()
     if journal_id is None:
         raise DuplicateReceipt(
             f"Receipt {journal.receipt!r} was already posted as {journal.kind} by this store."
@@ -230,6 +259,7 @@ def journal_post(journal: Journal, legs: Sequence[Leg], lot: Lot | None = None) 
     if moved != len(moves):
         raise LedgerConflict("A member account moved under its lock.")
     mark_saved(journal, journal_id)
+    journal.posted_at = posted_at  # moved into the open period if its own fell in a closed one
     if lot is not None:
         lot.journal = journal
         mark_saved(lot, lot_id)

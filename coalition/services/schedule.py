@@ -23,6 +23,24 @@ class Job:
 
 JOBS = (
     Job(
+        name="Close settlement months due (hourly)",
+        task="settlement.tasks.periods_close_due_task",
+        minute="30",
+        hour="*",
+        expire_seconds=50 * 60,
+        description="Closes every month that has ended in each coalition's time zone and is "
+        "not closed yet, oldest first, writing the tenants' statements.",
+    ),
+    Job(
+        name="Apply tenant arrears (daily)",
+        task="settlement.tasks.arrears_apply_task",
+        minute="0",
+        hour="1",
+        expire_seconds=6 * 60 * 60,
+        description="A tenant owing money on a statement past its due date may not redeem "
+        "until it pays or staff waive it; a tenant that has paid is let back in.",
+    ),
+    Job(
         name="Expire points due (daily)",
         task="coalition.tasks.lots_expire_task",
         minute="15",

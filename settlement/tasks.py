@@ -1,0 +1,25 @@
+"""Scheduled settlement jobs: each only calls a service (which claims its own work)."""
+
+import logging
+
+from celery import shared_task
+
+from settlement.services import arrears_apply, periods_close_due
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def periods_close_due_task() -> int:
+    """Close every month that has ended and is not closed, in every coalition (catches up)."""
+    periods = periods_close_due()
+    for period in periods:
+        logger.info("closed %s of %s", period, period.coalition_id)
+    return len(periods)
+
+
+@shared_task(soft_time_limit=30 * 60, time_limit=35 * 60)
+def arrears_apply_task() -> dict[str, int]:
+    """Put tenants with a statement unpaid past its due date into arrears, and take the rest
+    out."""
+    return arrears_apply()
