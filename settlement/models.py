@@ -172,3 +172,41 @@ class ArrearsWaiver(models.Model):
 
     def __str__(self) -> str:
         return f"Waiver on {self.statement}"
+
+
+class Reconciliation(models.Model):
+    """The proof of one closed month: the liability rolled forward, the pool against the points
+    outstanding, lots per funding tenant, and `ledger_verify`. A run never corrects anything: it
+    records what it found. Staff can run it again; each run is kept."""
+
+    period = models.ForeignKey(Period, on_delete=models.PROTECT, related_name="reconciliations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    opening_points = models.BigIntegerField()
+    issued_points = models.BigIntegerField(help_text="Earned, less earn reversals.")
+    redeemed_points = models.BigIntegerField(help_text="Burned, less burn reversals.")
+    expired_points = models.BigIntegerField()
+    other_points = models.BigIntegerField(
+        help_text="Adjustments, campaigns, forfeits on erasure (merges and releases net to 0)."
+    )
+    closing_points = models.BigIntegerField()
+    point_value = models.DecimalField(max_digits=10, decimal_places=4)
+    closing_value = models.DecimalField(
+        max_digits=16, decimal_places=4, help_text="The liability: member entries in money."
+    )
+    pool_value = models.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        help_text="Funded, less paid out, breakage and the rest: every other account's entries.",
+    )
+    outstanding_points = models.BigIntegerField(
+        help_text="Members' cached balances, less what was posted after the month."
+    )
+    by_tenant = models.JSONField(default=list, help_text="Lots per funding tenant, rolled forward.")
+    discrepancies = models.JSONField(default=list)
+    balanced = models.BooleanField()
+
+    class Meta:
+        ordering = ["-period__month", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.period}: {'balanced' if self.balanced else 'DISCREPANCIES'}"
