@@ -5,10 +5,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from coalition.admin.base import ServiceCreateAdmin
+from coalition.errors import InvalidRequest
 from coalition.models import Coalition, Journal
 from coalition.services import coalition_create
 
@@ -120,7 +123,7 @@ class CoalitionAdmin(ServiceCreateAdmin):
             {"fields": ("programme_fee_percent", "payment_terms_days", "breakage_policy")},
         ),
         ("Manual adjustments", {"fields": ("adjustment_approval_threshold",)}),
-        ("Record", {"fields": ("created_at",)}),
+        ("Record", {"fields": ("created_at", "closed_through")}),
     )
     add_fieldsets = (
         (
@@ -135,6 +138,23 @@ class CoalitionAdmin(ServiceCreateAdmin):
         ),
     )
 
+    actions = ("close_ended_months",)
+
+    @admin.action(
+        description="Close every ended month not closed yet (statements, reconciliation)",
+        permissions=["change"],
+    )
+    def close_ended_months(self, request: HttpRequest, queryset: QuerySet[Coalition]) -> None:
+        from settlement.services import CloseInProgress, last_ended_month, period_close
+
+        for coalition in queryset:
+            try:
+                period = period_close(coalition, last_ended_month(coalition, timezone.now()))
+            except (InvalidRequest, CloseInProgress) as exc:
+                self.message_user(request, f"{coalition}: {exc}", messages.WARNING)
+                continue
+            self.message_user(request, f"{coalition}: {period} is closed.", messages.SUCCESS)
+
     @admin.display(description="Earn rule")
     def earn_rule(self, obj: Coalition) -> str:
         return f"{obj.points_per_block} pt per {obj.earn_block} {obj.currency}"
@@ -145,7 +165,7 @@ class CoalitionAdmin(ServiceCreateAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ()
-        fixed = ["slug", "currency", "created_at"]
+        fixed = ["slug", "currency", "created_at", "closed_through"]
         # Postings record the point value they were made at; changing it now would revalue the
         # outstanding liability without a journal, so it is fixed once anything was posted.
         if Journal.objects.filter(coalition=obj).exists():

@@ -28,6 +28,19 @@ LEDGER_VIEW = frozenset(
     }
 )
 
+# Closed months, their statements and reconciliations, payments and waivers: read-only to staff
+# (the close writes them), except what finance records.
+SETTLEMENT_VIEW = frozenset(
+    {
+        "settlement.view_period",
+        "settlement.view_statement",
+        "settlement.view_statementline",
+        "settlement.view_reconciliation",
+        "settlement.view_payment",
+        "settlement.view_arrearswaiver",
+    }
+)
+
 STAFF_GROUPS: Mapping[str, frozenset[str]] = {
     # Runs the programme: its rules, the tenants and their tills, the consent purposes.
     PROGRAMME_MANAGER: frozenset(
@@ -63,15 +76,20 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "consent.add_consentpurpose",
             "consent.change_consentpurpose",
         }
-    ),
+    )
+    | SETTLEMENT_VIEW,
     # Sees the whole ledger and the tenants' rates; approves or rejects adjustments (checker).
     FINANCE: LEDGER_VIEW
+    | SETTLEMENT_VIEW
     | frozenset(
         {
             "coalition.view_adjustmentrequest",
             "coalition.change_adjustmentrequest",
             "tenants.view_tenant",
             "tenants.view_tenantrate",
+            # Records payments both ways, and lifts arrears with a reason.
+            "settlement.add_payment",
+            "settlement.add_arrearswaiver",
         }
     ),
     # Helps shoppers: enrols and finds members, merges duplicates, asks for adjustments (never
