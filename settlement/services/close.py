@@ -1,0 +1,275 @@
+"""The monthly close: freeze a month, then write every tenant's statement in one transaction.
+
+`period_close(coalition, month)` closes one month, and first every earlier month of the
+coalition that is still open (statements are balance-forward, so months close in order).
+`periods_close_due(now)` is what the beat job runs: every month that has ended, in each
+coalition's time zone, and is not closed yet — so a month missed while the workers or the broker
+were down is closed when they return.
+
+Idempotent and crash-safe: a closed month is a `Period` row, written in the same transaction as
+its statements, so a month is either wholly closed or not at all; closing it again returns the
+row. Two closes of one coalition never run at once: they take a database claim.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from coalition.claims import job_claim
+from coalition.errors import InvalidRequest
+from coalition.models import AccountKind, Coalition, Journal, JournalKind
+from coalition.money import money_round
+from coalition.rows import fetch_all
+from coalition.services.ledger import ledger_freeze
+from coalition.services.programme import add_months, local_date
+from settlement.models import (
+    LINE_SIGN,
+    LineKind,
+    Payment,
+    Period,
+    Statement,
+    StatementLine,
+)
+from settlement.services.reconciliation import reconciliation_run
+from tenants.models import Tenant
+
+# Which statement line a journal on a tenant's account makes.
+_LINE_OF_JOURNAL = {
+    JournalKind.EARN: LineKind.ISSUED,
+    JournalKind.EARN_REVERSAL: LineKind.ISSUED_REVERSED,
+    JournalKind.BURN: LineKind.HONOURED,
+    JournalKind.BURN_REVERSAL: LineKind.HONOURED_REVERSED,
+}
+
+
+class CloseInProgress(Exception):
+    """Another process is closing this coalition's months right now."""
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_bounds(coalition: Coalition, month: date) -> tuple[datetime, datetime]:
+    """The month as [start, end) instants in the coalition's time zone."""
+    zone = ZoneInfo(coalition.time_zone)
+    first = month_start(month)
+    following = add_months(first, 1)
+    return (
+        datetime(first.year, first.month, 1, tzinfo=zone),
+        datetime(following.year, following.month, 1, tzinfo=zone),
+    )
+
+
+def last_ended_month(coalition: Coalition, now: datetime) -> date:
+    """The most recent month that has ended in the coalition's time zone."""
+    return add_months(month_start(local_date(coalition, now)), -1)
+
+
+def first_open_month(coalition: Coalition) -> date:
+    """The month after the last closed one; for a coalition never closed, the month of its
+    first journal (or of its creation, without any)."""
+    last = Period.objects.filter(coalition=coalition).order_by("-month").first()
+    if last is not None:
+        return add_months(last.month, 1)
+    first = Journal.objects.filter(coalition=coalition).order_by("posted_at").first()
+    moment = first.posted_at if first is not None else coalition.created_at
+    return month_start(local_date(coalition, moment))
+
+
+def period_close(coalition: Coalition, month: date, *, now: datetime | None = None) -> Period:
+    """Close `month` (and any earlier month still open); returns its period.
+
+    Refuses a month that has not ended yet. Closing a closed month returns it unchanged.
+    """
+    now = now or timezone.now()
+    month = month_start(month)
+    if month > last_ended_month(coalition, now):
+        raise InvalidRequest(f"{month:%B %Y} has not ended yet in {coalition.time_zone}.")
+    existing = Period.objects.filter(coalition=coalition, month=month).first()
+    if existing is not None:
+        return existing
+    with job_claim(f"period-close:{coalition.pk}") as held:
+        if not held:
+            raise CloseInProgress(f"{coalition.name}'s months are being closed right now.")
+        existing = Period.objects.filter(coalition=coalition, month=month).first()
+        if existing is not None:  # closed by the process that held the claim before us
+            return existing
+        current = first_open_month(coalition)
+        if month < current:
+            raise InvalidRequest(f"{month:%B %Y} is before the programme's first month.")
+        while True:
+            period = _close_one(coalition, current, now)
+            if current == month:
+                return period
+            current = add_months(current, 1)
+
+
+def periods_close_due(*, now: datetime | None = None) -> list[Period]:
+    """Close, in every coalition, every month that has ended and is not closed (the beat job).
+
+    A coalition whose months another process is closing is left to that process."""
+    now = now or timezone.now()
+    closed = []
+    for coalition in Coalition.objects.order_by("pk"):
+        due = last_ended_month(coalition, now)
+        if first_open_month(coalition) > due:
+            continue
+        try:
+            before = set(Period.objects.filter(coalition=coalition).values_list("pk", flat=True))
+            period_close(coalition, due, now=now)
+        except CloseInProgress:
+            continue
+        new = Period.objects.filter(coalition=coalition).exclude(pk__in=before)
+        closed += list(new.order_by("month"))
+    return closed
+
+
+def _close_one(coalition: Coalition, month: date, now: datetime) -> Period:
+    starts_at, ends_at = month_bounds(coalition, month)
+    # The freeze: wait for every posting in flight to commit, and from then on post nothing
+    # before `ends_at`. Its own transaction, held for an instant.
+    ledger_freeze(coalition.pk, ends_at)
+    with transaction.atomic():
+        period = Period.objects.create(
+            coalition=coalition,
+            month=month,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            closed_at=now,
+            journals=Journal.objects.filter(
+                coalition=coalition, posted_at__gte=starts_at, posted_at__lt=ends_at
+            ).count(),
+        )
+        _statements_write(coalition, period)
+        reconciliation_run(period)
+    return period
+
+
+@dataclass
+class _Line:
+    kind: str
+    rate: Decimal | None
+    count: int
+    points: int
+    amount: Decimal
+
+
+def _posting_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line]]:
+    """Every tenant's issued and honoured lines for the month, per journal kind and rate, from
+    one aggregate over the entries on tenant accounts."""
+    rows = fetch_all(
+        """
+        SELECT a.tenant_id, j.kind,
+            CASE WHEN a.kind = %s THEN j.price_per_point ELSE j.reimbursement_per_point END,
+            count(DISTINCT j.id), abs(sum(e.points)), abs(sum(e.value))
+        FROM coalition_journal j
+        JOIN coalition_entry e ON e.journal_id = j.id
+        JOIN coalition_account a ON a.id = e.account_id
+        WHERE j.coalition_id = %s AND j.posted_at >= %s AND j.posted_at < %s
+            AND a.kind IN (%s, %s)
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """,
+        [
+            AccountKind.TENANT_ISSUED,
+            coalition.pk,
+            period.starts_at,
+            period.ends_at,
+            AccountKind.TENANT_ISSUED,
+            AccountKind.TENANT_REDEEMED,
+        ],
+    )
+    lines: dict[int, list[_Line]] = defaultdict(list)
+    for tenant_id, journal_kind, rate, count, points, value in rows:
+        kind = _LINE_OF_JOURNAL.get(journal_kind)
+        if kind is None:
+            raise ValueError(f"A {journal_kind} journal moved a tenant account.")
+        lines[tenant_id].append(_Line(kind, rate, int(count), int(points), money_round(value)))
+    return lines
+
+
+def _payment_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line]]:
+    rows = fetch_all(
+        f"""
+        SELECT p.tenant_id, p.direction, count(*), sum(p.amount)
+        FROM {Payment._meta.db_table} p JOIN tenants_tenant t ON t.id = p.tenant_id
+        WHERE t.coalition_id = %s AND p.posted_at >= %s AND p.posted_at < %s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,  # noqa: S608 (a table name from model metadata)
+        [coalition.pk, period.starts_at, period.ends_at],
+    )
+    lines: dict[int, list[_Line]] = defaultdict(list)
+    for tenant_id, direction, count, amount in rows:
+        kind = LineKind.PAYMENT if direction == Payment.Direction.RECEIVED else LineKind.PAYOUT
+        lines[tenant_id].append(_Line(kind, None, int(count), 0, amount))
+    return lines
+
+
+def _statements_write(coalition: Coalition, period: Period) -> None:
+    postings = _posting_lines(coalition, period)
+    payments = _payment_lines(coalition, period)
+    previous = {
+        statement.tenant_id: statement.net_amount
+        for statement in Statement.objects.filter(
+            period__coalition=coalition, period__month=add_months(period.month, -1)
+        )
+    }
+    statement_date = period.ends_at.astimezone(ZoneInfo(coalition.time_zone)).date()
+    due_on = statement_date + timedelta(days=coalition.payment_terms_days)
+    fee_rate = coalition.programme_fee_percent / Decimal(100)
+    # Every tenant that existed by the month's end, and any other with lines or a balance.
+    tenants = Tenant.objects.filter(coalition=coalition).filter(
+        Q(created_at__lt=period.ends_at) | Q(pk__in=[*postings, *payments, *previous])
+    )
+    for tenant in tenants.order_by("pk"):
+        lines = [*postings.get(tenant.pk, []), *payments.get(tenant.pk, [])]
+        issued = _total(lines, LineKind.ISSUED) - _total(lines, LineKind.ISSUED_REVERSED)
+        fee = money_round(issued * fee_rate) if issued > 0 else Decimal(0)
+        if fee:
+            lines.append(_Line(LineKind.FEE, coalition.programme_fee_percent, 0, 0, fee))
+        opening = previous.get(tenant.pk, Decimal("0.00"))
+        net = opening + sum(
+            (LINE_SIGN[LineKind(line.kind)] * line.amount for line in lines), Decimal(0)
+        )
+        statement = Statement.objects.create(
+            period=period,
+            tenant=tenant,
+            opening_balance=opening,
+            issued_points=_points(lines, LineKind.ISSUED),
+            issued_value=_total(lines, LineKind.ISSUED),
+            honoured_points=_points(lines, LineKind.HONOURED),
+            honoured_value=_total(lines, LineKind.HONOURED),
+            reversed_value=_total(lines, LineKind.ISSUED_REVERSED)
+            - _total(lines, LineKind.HONOURED_REVERSED),
+            fee=fee,
+            payments=_total(lines, LineKind.PAYMENT) - _total(lines, LineKind.PAYOUT),
+            net_amount=net,
+            statement_date=statement_date,
+            due_on=due_on,
+        )
+        StatementLine.objects.bulk_create(
+            StatementLine(
+                statement=statement,
+                kind=line.kind,
+                rate=line.rate,
+                count=line.count,
+                points=line.points,
+                amount=line.amount,
+            )
+            for line in lines
+        )
+
+
+def _total(lines: list[_Line], kind: str) -> Decimal:
+    return sum((line.amount for line in lines if line.kind == kind), Decimal("0.00"))
+
+
+def _points(lines: list[_Line], kind: str) -> int:
+    return sum(line.points for line in lines if line.kind == kind)
