@@ -49,8 +49,9 @@ from consent.services import consents_record
 from members.identifiers import CARD_LENGTH, CARD_PREFIX, luhn_check_digit
 from members.models import Member, MemberStatus
 from members.services import member_enrol, members_merge
-from tenants.models import Tenant, TenantCategory, TenantRate, TenantStatus, Till
-from tenants.services import tenant_create, tenant_set_status, till_create
+from settlement.services import periods_close_due
+from tenants.models import Tenant, TenantCategory, TenantRate, TenantStatus, TenantUser, Till
+from tenants.services import tenant_create, tenant_set_status, tenant_user_create, till_create
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Phoenix Marketcity Demo"
@@ -63,6 +64,11 @@ STAFF_LOGINS = (
     ("finance", "Finance"),
     ("support", "Support"),
     ("privacy", "Privacy officer"),
+)
+# (username, tenant slug, portal role): demo tenant-portal logins, password = username.
+PORTAL_LOGINS = (
+    ("kesari-manager", "kesari-threads", "manager"),
+    ("tandoor-finance", "tandoor-junction", "finance"),
 )
 MEMBERS_PER_TRANSACTION = 200  # one commit per batch instead of one per posting
 PROGRESS_EVERY = 1000
@@ -252,6 +258,9 @@ def demo_load(
         coalition = builder.build()
         problems = ledger_verify(coalition)
         if not problems:  # a demo that does not verify keeps its "loading" name
+            progress("Closing the months that have ended (statements, reconciliation)")
+            periods_close_due(now=builder.now)
+            _portal_users_create(coalition)
             Coalition.objects.filter(pk=coalition.pk).update(name=DEMO_NAME)
             coalition.name = DEMO_NAME
         return DemoResult(
@@ -276,15 +285,36 @@ def _advisory_lock() -> Iterator[None]:
 
 
 def _logins() -> list[tuple[str, str]]:
-    """The demo logins that exist: the users `_staff_create` made (first name "Demo")."""
-    made = User.objects.filter(first_name=DEMO_FIRST_NAME, is_staff=True, is_active=True)
+    """The demo logins that exist: the users `_staff_create` and `_portal_users_create` made
+    (first name "Demo")."""
+    made = User.objects.filter(first_name=DEMO_FIRST_NAME, is_active=True)
     found = []
     if made.filter(username=ADMIN_USERNAME, is_superuser=True).exists():
         found.append((ADMIN_USERNAME, "superuser"))
     for username, group in STAFF_LOGINS:
-        if made.filter(username=username, groups__name=group).exists():
+        if made.filter(username=username, groups__name=group, is_staff=True).exists():
             found.append((username, group))
+    portal = TenantUser.objects.filter(user__in=made).select_related("user", "tenant")
+    for tenant_user in portal.order_by("user__username"):
+        found.append(
+            (
+                tenant_user.user.username,
+                f"tenant portal: {tenant_user.get_role_display()} at {tenant_user.tenant.name}",
+            )
+        )
     return found
+
+
+def _portal_users_create(coalition: Coalition) -> None:
+    """Demo tenant-portal logins (password = username), for tenants of the demo mall."""
+    for username, slug, role in PORTAL_LOGINS:
+        tenant = Tenant.objects.filter(coalition=coalition, slug=slug).first()
+        if tenant is None or User.objects.filter(username=username).exists():
+            continue
+        tenant_user = tenant_user_create(
+            tenant=tenant, username=username, role=role, password=username
+        )
+        User.objects.filter(pk=tenant_user.user_id).update(first_name=DEMO_FIRST_NAME)
 
 
 def _staff_create() -> tuple[User, User | None, User | None]:

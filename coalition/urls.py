@@ -4,11 +4,13 @@ from django.urls import include, path
 from django.views import defaults
 
 from coalition.api.problems import api_not_found, api_server_error
+from settlement.urls import urlpatterns as settlement_pages
+from tenants.urls import urlpatterns as tenant_pages
 
 admin.site.site_header = "Coalition loyalty back office"
 admin.site.site_title = "Coalition back office"
 admin.site.index_title = "Programme administration"
-# No public site yet (the tenant portal arrives with settlement): no "View site" link.
+# The admin's "View site" is not the tenant portal (staff have no portal login): no link.
 admin.site.site_url = None
 
 API_PREFIX = "/api/"
@@ -16,6 +18,7 @@ API_PREFIX = "/api/"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("coalition.api.urls")),
+    path("portal/", include((tenant_pages + settlement_pages, "portal"))),
 ]
 
 

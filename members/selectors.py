@@ -1,9 +1,12 @@
 """Reads about members: finding one by an identifier, balances, points expiring soon."""
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -129,3 +132,13 @@ def member_card(member: Member) -> str | None:
         .values_list("value", flat=True)
         .first()
     )
+
+
+def member_reference_for_tenant(tenant_id: int, member_id: uuid.UUID | str | None) -> str:
+    """How a tenant sees a member on its own transactions: a keyed hash, stable for that tenant
+    and different at every other, so tenants cannot link a shopper across the mall."""
+    if member_id is None:
+        return "—"
+    message = f"member-ref:{tenant_id}:{member_id}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest().upper()
+    return f"M-{digest[:4]}-{digest[4:8]}"

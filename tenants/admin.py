@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -17,11 +18,12 @@ from rest_framework_api_key.models import APIKey
 from coalition.admin.base import ServiceCreateAdmin
 from coalition.errors import InvalidRequest
 from coalition.services.programme import local_date
-from tenants.models import Store, Tenant, TenantRate, TenantStatus, Till, TillKey
+from tenants.models import Store, Tenant, TenantRate, TenantStatus, TenantUser, Till, TillKey
 from tenants.selectors import tenant_rates_on
 from tenants.services import (
     tenant_create,
     tenant_set_status,
+    tenant_user_create,
     till_create,
     till_key_issue,
     till_key_revoke,
@@ -320,3 +322,60 @@ class TillKeyAdmin(admin.ModelAdmin):
             self.log_change(request, key, "Revoked.")
             revoked += 1
         self.message_user(request, f"{revoked} key(s) revoked; tills using them now get 401.")
+
+
+class TenantUserCreateForm(forms.ModelForm):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    password = forms.CharField(
+        widget=forms.PasswordInput, min_length=10, help_text="At least 10 characters."
+    )
+
+    class Meta:
+        model = TenantUser
+        fields = ("tenant", "role")
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"].strip()
+        if get_user_model().objects.filter(username=username).exists():
+            raise forms.ValidationError("That username is taken.")
+        return username
+
+
+@admin.register(TenantUser)
+class TenantUserAdmin(ServiceCreateAdmin):
+    """Tenant portal logins: one user, one tenant, one role. Created through
+    `tenant_user_create` (never a staff user); the role can be changed afterwards."""
+
+    list_display = ("user", "tenant", "role", "created_at")
+    list_filter = ("role", "tenant__coalition")
+    search_fields = ("user__username", "tenant__name")
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            return TenantUserCreateForm
+        kwargs["fields"] = ("role",)
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ("tenant", "username", "email", "role", "password")
+        return ("user", "tenant", "role", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("user", "tenant", "created_at") if obj else ()
+
+    def create(self, request: HttpRequest, form: Any) -> TenantUser:
+        data = form.cleaned_data
+        try:
+            return tenant_user_create(
+                tenant=data["tenant"],
+                username=data["username"],
+                email=data["email"],
+                role=data["role"],
+                password=data["password"],
+            )
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.detail) from exc

@@ -157,3 +157,27 @@ class TillKey(AbstractAPIKey):
         verbose_name = "till key"
         verbose_name_plural = "till keys"
         indexes = [models.Index(fields=["till", "revoked"])]
+
+
+class PortalRole(models.TextChoices):
+    MANAGER = "manager", "Manager"  # everything, and the tills' keys
+    FINANCE = "finance", "Finance"  # statements and transactions
+    VIEWER = "viewer", "Viewer"  # statements and transactions, read only
+
+
+class TenantUser(models.Model):
+    """A login to the tenant portal: one user, one tenant, one role. Portal users are never
+    staff; staff log into the admin."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_user"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="users")
+    role = models.CharField(max_length=10, choices=PortalRole.choices, default=PortalRole.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.tenant})"

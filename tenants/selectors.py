@@ -4,6 +4,8 @@ from datetime import date
 from decimal import Decimal
 from functools import cache
 
+from django.db.models import QuerySet
+from django.http import Http404
 from django.utils import timezone
 
 from coalition.models import Coalition
@@ -97,3 +99,25 @@ def _till_for_key_sql() -> str:
         JOIN coalition_coalition c ON c.id = n.coalition_id
         WHERE k.prefix = %s AND NOT k.revoked AND t.is_active
     """  # noqa: S608
+
+
+# What the tenant portal reads: always through the signed-in tenant, so another tenant's till
+# or key is not found (404), never forbidden.
+
+
+def tills_for_tenant(tenant: Tenant) -> QuerySet[Till]:
+    return Till.objects.filter(tenant=tenant).select_related("store").order_by("code")
+
+
+def till_get_for_tenant(tenant: Tenant, till_id: int) -> Till:
+    found = tills_for_tenant(tenant).filter(pk=till_id).first()
+    if found is None:
+        raise Http404("No such till.")
+    return found
+
+
+def till_key_get_for_tenant(tenant: Tenant, key_id: str) -> TillKey:
+    found = TillKey.objects.select_related("till").filter(pk=key_id, till__tenant=tenant).first()
+    if found is None:
+        raise Http404("No such key.")
+    return found

@@ -2,12 +2,21 @@
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.models import Account, AccountKind, Coalition
-from tenants.models import Store, Tenant, TenantStatus, Till, TillKey
+from tenants.models import (
+    PortalRole,
+    Store,
+    Tenant,
+    TenantStatus,
+    TenantUser,
+    Till,
+    TillKey,
+)
 
 
 @transaction.atomic
@@ -107,3 +116,24 @@ def till_keys_revoke(*, tills: Any, reason: str, keep: TillKey | None = None) ->
     if keep is not None:
         keys = keys.exclude(pk=keep.pk)
     return keys.update(revoked=True, revoked_at=timezone.now(), revoked_reason=reason[:200])
+
+
+@transaction.atomic
+def tenant_user_create(
+    *, tenant: Tenant, username: str, role: str, password: str, email: str = ""
+) -> TenantUser:
+    """A portal login for one tenant (never staff: staff use the admin)."""
+    username = username.strip()
+    if not username:
+        raise InvalidRequest("A username is required.", field="username")
+    if role not in PortalRole.values:
+        raise InvalidRequest(f"Unknown portal role {role!r}.", field="role")
+    if len(password) < 10:
+        raise InvalidRequest("A password of at least 10 characters.", field="password")
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        raise InvalidRequest(f"The username {username!r} is taken.", field="username")
+    user = user_model.objects.create_user(
+        username=username, email=email, password=password, is_staff=False
+    )
+    return TenantUser.objects.create(user=user, tenant=tenant, role=role)

@@ -63,6 +63,10 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "tenants.view_tenantrate",
             "tenants.add_tenantrate",
             "tenants.change_tenantrate",
+            # Tenant portal logins.
+            "tenants.view_tenantuser",
+            "tenants.add_tenantuser",
+            "tenants.change_tenantuser",
             "members.view_member",
             "members.view_identifier",
             # "add" an adjustment request = may ask for a manual adjustment (maker).

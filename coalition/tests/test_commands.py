@@ -30,6 +30,7 @@ from coalition.selectors import Discrepancy, ledger_verify
 from coalition.services import coalition_create
 from consent.models import ConsentEvent, ConsentPurpose
 from members.models import Identifier, IdentifierKind, Member, MemberStatus, MergeRecord
+from settlement.models import Period
 from tenants.models import Store, Tenant, TenantRate, Till
 
 SMALL = ("--members", "60", "--months", "2")
@@ -171,6 +172,32 @@ def test_seed_demo_builds_a_mall_with_a_clean_ledger(db):
     assert "privacy" not in out
     assert User.objects.get(username="finance").groups.filter(name="Finance").exists()
     assert not User.objects.filter(username="privacy").exists()
+    # Settlement: every month that has ended is closed, each reconciliation balanced, the
+    # liability rolling forward month to month, and statements.
+    periods = list(Period.objects.filter(coalition=coalition).order_by("month"))
+    assert len(periods) >= 2
+    closings = []
+    for period in periods:
+        reconciliation = period.reconciliations.get()
+        assert reconciliation.balanced, reconciliation.discrepancies
+        if closings:
+            assert reconciliation.opening_points == closings[-1]
+        closings.append(reconciliation.closing_points)
+        assert period.statements.exists()
+    # The demo's tenants are created today, so a closed month has a statement for each tenant
+    # with postings in it or a balance carried into it.
+    active = Journal.objects.filter(
+        coalition=coalition,
+        tenant__isnull=False,
+        posted_at__gte=periods[-1].starts_at,
+        posted_at__lt=periods[-1].ends_at,
+    )
+    expected = set(active.values_list("tenant_id", flat=True)) | set(
+        periods[-2].statements.exclude(net_amount=0).values_list("tenant_id", flat=True)
+    )
+    assert set(periods[-1].statements.values_list("tenant_id", flat=True)) >= expected
+    assert len(expected) >= 10
+    assert "kesari-manager / kesari-manager" in out and "/portal/" in out
 
 
 def test_seed_demo_logins_work(db):
@@ -182,6 +209,11 @@ def test_seed_demo_logins_work(db):
         assert Client().login(username=username, password=username), username
         assert User.objects.get(username=username).is_staff
     assert User.objects.get(username="admin").is_superuser
+    portal = Client()
+    assert portal.login(username="kesari-manager", password="kesari-manager")
+    statements = portal.get("/portal/statements/")
+    assert statements.status_code == 200
+    assert b"Kesari Threads" in statements.content
 
 
 LEDGER_MODELS: tuple[type[Model], ...] = (

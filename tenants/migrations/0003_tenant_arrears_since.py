@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0002_tillkey'),
+        ("tenants", "0002_tillkey"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='arrears_since',
-            field=models.DateField(blank=True, editable=False, help_text='Set by the daily arrears job while a statement it owes is unpaid past its due date: its tills may not redeem. Cleared by payment or a waiver.', null=True),
+            model_name="tenant",
+            name="arrears_since",
+            field=models.DateField(
+                blank=True,
+                editable=False,
+                help_text="Set by the daily arrears job while a statement it owes is unpaid past its due date: its tills may not redeem. Cleared by payment or a waiver.",
+                null=True,
+            ),
         ),
     ]

@@ -77,7 +77,15 @@ class Command(BaseCommand):
                 f"Demo mall {name!r} is incomplete: an earlier load was interrupted or did not "
                 "verify. To load it again, start from an empty database (e.g. `make clean-db`)."
             )
-        self.stdout.write("Staff logins (demo only, password = username):")
-        for username, role in result.logins:
+        staff = [login for login in result.logins if not login[1].startswith("tenant portal")]
+        portal = [login for login in result.logins if login[1].startswith("tenant portal")]
+        self.stdout.write("Staff logins, at /admin/ (demo only, password = username):")
+        for username, role in staff:
             self.stdout.write(f"  {username} / {username}  ({role})")
-        self.stdout.write("Sign in at /admin/ on the web server (make run prints its address).")
+        if portal:
+            self.stdout.write("Tenant portal logins, at /portal/ (demo only, password = username):")
+            for username, role in portal:
+                self.stdout.write(
+                    f"  {username} / {username}  ({role.removeprefix('tenant portal: ')})"
+                )
+        self.stdout.write("make run prints the web server's address.")

@@ -1,0 +1,891 @@
+"""Month-end close at volume: `period_close` over 1,000,000 entries, against one plain GROUP BY.
+
+    .venv/bin/python bench/close.py [--entries 1000000] [--tenants 100] [--runs 3]
+
+What one run does, start to end (about 3 minutes with the defaults on 2 cores):
+
+1. creates a fresh database `coalition_bench_<pid>` on the server (`--database` to name it) and
+   migrates it;
+2. creates the coalition and `--tenants` tenants, with a store and a till each, through the
+   services (`coalition_create`, `tenant_create`, `till_create`), then writes the month in bulk
+   SQL (`INSERT ... SELECT` over `generate_series`; posting through the services would take
+   hours): `--entries / 10` members with their two accounts, each making five purchases in the
+   month — three earns, then two burns that take their points from the member's lots oldest
+   first — so `--entries / 2` journals of two entries each (the member's leg and the tenant's;
+   every tenant at the default rates), the lots the earns credit, the lot consumptions of the
+   burns, the cached balances and each member entry's balance before and after. The database's
+   own triggers set every entry's digest. Then VACUUM ANALYZE;
+3. runs `ledger_verify` over the built ledger and stops if it finds anything; times each of its
+   checks on its own;
+4. times the floor: one plain GROUP BY over the month's entries (each entry read once, joined to
+   its journal and account, as the close reads them), best of `--runs` after a warm-up run;
+5. times the close's parts, each in a transaction rolled back afterwards: the statements
+   (`_statements_write`) and the reconciliation (`reconciliation_run`, `ledger_verify`
+   included), best of `--runs` each; then `period_close` itself `--runs` times, every run but
+   the last rolled back, the last committed — and checks the committed close balanced and that
+   its statements hold every point of the month;
+6. prints the figures and close ÷ floor against the target (3x), replaces the close section of
+   docs/benchmarks.md (`--no-docs` to leave it), and drops the database (`--keep-db`).
+
+The close runs in this process, on Django's connection, as the beat job would run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+BEGIN_MARK = "<!-- close:begin (written by bench/close.py; edits inside are replaced) -->"
+END_MARK = "<!-- close:end -->"
+TARGET_RATIO = 3.0  # the close within 3x of one plain GROUP BY over the same entries
+SLUG = "close-bench"
+SLOTS = 5  # journals per member in the month: earn, earn, earn, burn, burn
+SCATTER = 7919  # a prime: journal k goes to member (k mod M) * SCATTER mod M, a permutation
+MAX_EARN_POINTS = 60  # earns of 1-60 points: purchases of 100.00 to 6,099.99 at 1 per 100
+
+# One plain GROUP BY over the month's entries: every entry of the month read once, joined to its
+# journal (the month, the kind) and its account (the owner), grouped by tenant and journal kind.
+FLOOR_SQL = """
+    SELECT a.tenant_id, j.kind, count(*), sum(e.points), sum(e.value)
+    FROM coalition_entry e
+    JOIN coalition_account a ON a.id = e.account_id
+    JOIN coalition_journal j ON j.id = e.journal_id
+    WHERE j.coalition_id = %(c)s AND j.posted_at >= %(start)s AND j.posted_at < %(end)s
+    GROUP BY 1, 2
+"""
+
+
+class BenchError(Exception):
+    """A step failed; the message says which."""
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # postgres://user@host:port (no database)
+
+    def database_url(self, name: str) -> str:
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+
+    def connect(self, name: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(self.database_url(name), autocommit=True)
+
+    def recreate(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "max_parallel_workers_per_gather",
+    "jit",
+    "random_page_cost",
+    "synchronous_commit",
+)
+
+
+def postgres_describe() -> dict[str, str]:
+    """The server's version and the settings that shape a large aggregate (Django's connection)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        found = {"version": str(cursor.fetchone()[0]).split(" on ")[0]}
+        for name in SETTINGS:
+            cursor.execute("SELECT current_setting(%s)", [name])
+            found[name] = str(cursor.fetchone()[0])
+        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('coalition_entry'))")
+        found["entry_size"] = str(cursor.fetchone()[0])
+    return found
+
+
+def django_env(server: Server, args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE=args.settings,
+        DATABASE_URL=server.database_url(args.database),
+        DEBUG="False",  # Django records no queries
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    return env
+
+
+def migrate(server: Server, args: argparse.Namespace) -> None:
+    python = str(VENV_PYTHON if VENV_PYTHON.exists() else sys.executable)
+    done = subprocess.run(
+        [python, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"],
+        env=django_env(server, args),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        raise BenchError(f"manage.py migrate failed ({done.returncode}):\n{tail}")
+
+
+def django_setup(server: Server, args: argparse.Namespace) -> None:
+    os.environ.update(django_env(server, args))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+# --- building the month -------------------------------------------------------------------------
+
+
+@dataclass
+class Volume:
+    coalition_id: int
+    month: date
+    starts_at: datetime
+    ends_at: datetime
+    tenants: int
+    members: int
+    journals: int
+    entries: int
+    earns: int
+    burns: int
+    lots: int
+    consumptions: int
+    earned_points: int
+    burned_points: int
+    seconds: float
+
+
+def execute(sql: str, params: dict[str, Any] | None = None) -> None:
+    """Run each statement of `sql` in turn (server-side binding takes one statement at a time;
+    none of these has a semicolon inside a literal)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for statement in filter(None, (part.strip() for part in sql.split(";"))):
+            cursor.execute(statement, params)
+
+
+def scalar(sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row is not None else None
+
+
+# Per shopper (position p, 0..M-1): three earns of 1-60 points, a burn of up to the first earn's
+# points, and a burn of up to what the first two earns' lots still hold. Journal k = slot * M + p
+# belongs to shopper p, so the earns come first in the month and the burns after them, and each
+# shopper's journals are scattered over the month's rows (as in real trade).
+SHOPPERS_SQL = """
+    CREATE TEMP TABLE bench_shopper AS
+    WITH base AS (
+        SELECT p, mod(p * %(scatter)s, %(M)s) AS mi,
+            1 + mod(abs(hashint8(p)::bigint), %(most)s) AS e0,
+            1 + mod(abs(hashint8(p + %(M)s)::bigint), %(most)s) AS e1,
+            1 + mod(abs(hashint8(p + 2 * %(M)s)::bigint), %(most)s) AS e2,
+            abs(hashint8(p + 3 * %(M)s)::bigint) AS h3,
+            abs(hashint8(p + 4 * %(M)s)::bigint) AS h4
+        FROM generate_series(0::bigint, %(M)s - 1) p
+    ), first_burn AS (
+        SELECT *, 1 + mod(h3, e0) AS b3 FROM base
+    )
+    SELECT p, mi, e0, e1, e2, b3, 1 + mod(h4, e0 - b3 + e1) AS b4 FROM first_burn
+"""
+
+PLAN_SQL = """
+    CREATE TEMP TABLE bench_plan AS
+    SELECT s.slot * %(M)s + sh.p AS k, s.slot, sh.p, sh.mi, s.slot < 3 AS earn, s.points,
+        CASE WHEN s.slot < 3 THEN s.points ELSE -s.points END AS delta,
+        mod(abs(hashint8(s.slot * %(M)s + sh.p + 5 * %(M)s)::bigint), %(T)s) AS ti,
+        %(start)s::timestamptz + (%(end)s::timestamptz - %(start)s::timestamptz)
+            * ((s.slot * %(M)s + sh.p + 0.5)::float8 / %(J)s) AS at
+    FROM bench_shopper sh
+    CROSS JOIN LATERAL (VALUES (0, sh.e0), (1, sh.e1), (2, sh.e2), (3, sh.b3), (4, sh.b4))
+        AS s(slot, points);
+    CREATE UNIQUE INDEX ON bench_plan (k);
+    ANALYZE bench_plan;
+"""
+
+# Which earn's lot each burn takes from, oldest first: the first burn from the first earn; the
+# second from what the first earn's lot still holds, then from the second earn's.
+TAKES_SQL = """
+    CREATE TEMP TABLE bench_take AS
+    SELECT p AS earn_k, 3 * %(M)s + p AS burn_k, b3 AS points FROM bench_shopper
+    UNION ALL
+    SELECT p, 4 * %(M)s + p, least(e0 - b3, b4) FROM bench_shopper WHERE least(e0 - b3, b4) > 0
+    UNION ALL
+    SELECT %(M)s + p, 4 * %(M)s + p, b4 - least(e0 - b3, b4) FROM bench_shopper
+    WHERE b4 - least(e0 - b3, b4) > 0;
+    ANALYZE bench_take;
+"""
+
+MEMBERS_SQL = """
+    CREATE TEMP TABLE bench_member (
+        i bigint PRIMARY KEY, id uuid NOT NULL, points_account bigint, pending_account bigint
+    );
+    INSERT INTO bench_member (i, id) SELECT i, gen_random_uuid()
+    FROM generate_series(0::bigint, %(M)s - 1) i;
+    INSERT INTO members_member (id, coalition_id, name, status, adult_declared, guardian_name,
+        enrolled_at, enrolled_via, last_activity_at)
+    SELECT id, %(c)s, 'Close bench shopper ' || i, 'active', true, '', %(enrolled)s, 'staff',
+        %(end)s::timestamptz - interval '1 hour'
+    FROM bench_member ORDER BY i;
+    INSERT INTO coalition_account (coalition_id, kind, member_id, tenant_id, balance)
+    SELECT %(c)s, k.kind, m.id, NULL, 0
+    FROM bench_member m CROSS JOIN (VALUES (1, 'member_points'), (2, 'member_pending')) k(n, kind)
+    ORDER BY m.i, k.n;
+    UPDATE bench_member m SET points_account = a.id FROM coalition_account a
+    WHERE a.member_id = m.id AND a.kind = 'member_points';
+    UPDATE bench_member m SET pending_account = a.id FROM coalition_account a
+    WHERE a.member_id = m.id AND a.kind = 'member_pending';
+    ANALYZE bench_member;
+"""
+
+JOURNALS_SQL = """
+    INSERT INTO coalition_journal (id, public_id, coalition_id, kind, member_id, tenant_id,
+        store_id, till_id, receipt, points, amount, bill_amount, value, point_value, earn_block,
+        points_per_block, price_per_point, reimbursement_per_point, reason, occurred_at,
+        posted_at)
+    SELECT %(jbase)s + p.k + 1, gen_random_uuid(), %(c)s,
+        CASE WHEN p.earn THEN 'earn' ELSE 'burn' END, m.id, t.tenant_id, t.store_id, t.till_id,
+        'close-' || p.k, p.points,
+        CASE WHEN p.earn
+            THEN p.points * %(block)s
+                + mod(abs(hashint8(p.k + 6 * %(M)s)::bigint), 100 * %(block)s::bigint) / 100.0
+        END,
+        CASE WHEN NOT p.earn
+            THEN p.points * %(pv)s + mod(abs(hashint8(p.k + 7 * %(M)s)::bigint), 300000) / 100.0
+        END,
+        round(p.points * %(pv)s, 2), %(pv)s,
+        CASE WHEN p.earn THEN %(block)s END, CASE WHEN p.earn THEN %(per_block)s END,
+        CASE WHEN p.earn THEN %(price)s END, %(reimbursement)s, '', p.at, p.at
+    FROM bench_plan p
+    JOIN bench_member m ON m.i = p.mi
+    JOIN bench_tenant t ON t.t = p.ti
+    ORDER BY p.k
+"""
+
+# Member legs carry the balance before and after (a running sum per member, in entry order);
+# the digest is the database's (BEFORE INSERT trigger), from these ids.
+ENTRIES_SQL = """
+    INSERT INTO coalition_entry (id, journal_id, account_id, points, value, balance_before,
+        balance_after, digest)
+    SELECT id, journal_id, account_id, points, value, after - points, after, ''
+    FROM (
+        SELECT %(ebase)s + 2 * p.k + 1 AS id, %(jbase)s + p.k + 1 AS journal_id,
+            m.points_account AS account_id, p.delta AS points, p.delta * %(pv)s AS value,
+            sum(p.delta) OVER (PARTITION BY p.mi ORDER BY p.k) AS after
+        FROM bench_plan p JOIN bench_member m ON m.i = p.mi
+        UNION ALL
+        SELECT %(ebase)s + 2 * p.k + 2, %(jbase)s + p.k + 1,
+            CASE WHEN p.earn THEN t.issued_account ELSE t.redeemed_account END, -p.delta,
+            -p.delta * CASE WHEN p.earn THEN %(price)s ELSE %(reimbursement)s END, NULL
+        FROM bench_plan p JOIN bench_tenant t ON t.t = p.ti
+    ) legs
+    ORDER BY id
+"""
+
+BALANCES_SQL = """
+    UPDATE coalition_account a SET balance = s.total
+    FROM (
+        SELECT m.points_account, sum(p.delta) AS total
+        FROM bench_plan p JOIN bench_member m ON m.i = p.mi GROUP BY 1
+    ) s
+    WHERE a.id = s.points_account
+"""
+
+LOTS_SQL = """
+    INSERT INTO coalition_lot (coalition_id, member_id, journal_id, funding_tenant_id, points,
+        remaining, earned_at, expires_on, pending_until)
+    SELECT %(c)s, m.id, %(jbase)s + e.k + 1, t.tenant_id, e.points,
+        e.points - coalesce(x.taken, 0),
+        e.at,
+        ((e.at AT TIME ZONE %(tz)s)::date + make_interval(months => %(expiry)s))::date - 1,
+        NULL
+    FROM bench_plan e
+    JOIN bench_member m ON m.i = e.mi
+    JOIN bench_tenant t ON t.t = e.ti
+    LEFT JOIN (SELECT earn_k, sum(points) AS taken FROM bench_take GROUP BY 1) x ON x.earn_k = e.k
+    WHERE e.earn
+    ORDER BY e.k
+"""
+
+CONSUMPTIONS_SQL = """
+    INSERT INTO coalition_lotconsumption (lot_id, journal_id, points)
+    SELECT l.id, %(jbase)s + x.burn_k + 1, x.points
+    FROM bench_take x JOIN coalition_lot l ON l.journal_id = %(jbase)s + x.earn_k + 1
+    ORDER BY x.burn_k, l.id
+"""
+
+
+def build(args: argparse.Namespace, month: date) -> Volume:
+    """The coalition, its tenants and `--entries` entries in `month` (see the module's doc)."""
+    from django.db import connection, transaction
+
+    from coalition.services import coalition_create
+    from settlement.services import month_bounds
+    from tenants.models import TenantCategory
+    from tenants.services import tenant_create, till_create
+
+    started = time.monotonic()
+    journals = args.entries // 2
+    members = journals // SLOTS
+    coalition = coalition_create(slug=SLUG, name="Close bench mall")
+    starts_at, ends_at = month_bounds(coalition, month)
+    categories = list(TenantCategory.values)
+    tenant_rows = []
+    with transaction.atomic():
+        for index in range(args.tenants):
+            tenant = tenant_create(
+                coalition=coalition,
+                slug=f"tenant-{index:03d}",
+                name=f"Tenant {index:03d}",
+                category=categories[index % len(categories)],
+            )
+            till = till_create(tenant=tenant, store_code="main", till_code="till-1")
+            tenant_rows.append((index, tenant.pk, till.store_id, till.pk))
+    defaults = (coalition.default_price_per_point, coalition.default_reimbursement_per_point)
+    if coalition.points_per_block != 1 or any(rate != coalition.point_value for rate in defaults):
+        raise BenchError("the build assumes 1 point per block and every rate at nominal")
+    params: dict[str, Any] = {
+        "c": coalition.pk,
+        "M": members,
+        "J": journals,
+        "T": args.tenants,
+        "scatter": SCATTER,
+        "most": MAX_EARN_POINTS,
+        "start": starts_at,
+        "end": ends_at,
+        "enrolled": starts_at.replace(year=starts_at.year - 1),
+        "tz": coalition.time_zone,
+        "pv": coalition.point_value,
+        "price": coalition.default_price_per_point,
+        "reimbursement": coalition.default_reimbursement_per_point,
+        "block": coalition.earn_block,
+        "per_block": coalition.points_per_block,
+        "expiry": coalition.expiry_months,
+        "jbase": scalar("SELECT coalesce(max(id), 0) FROM coalition_journal"),
+        "ebase": scalar("SELECT coalesce(max(id), 0) FROM coalition_entry"),
+    }
+
+    def step(label: str, sql: str) -> None:
+        began = time.monotonic()
+        execute(sql, params)
+        say(f"  {label} ({time.monotonic() - began:.1f} s)")
+
+    say(
+        f"Building {month:%B %Y}: {members:,} members, {journals:,} journals, "
+        f"{args.tenants} tenants"
+    )
+    execute(
+        "CREATE TEMP TABLE bench_tenant (t bigint PRIMARY KEY, tenant_id bigint, store_id bigint,"
+        " till_id bigint, issued_account bigint, redeemed_account bigint)"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO bench_tenant (t, tenant_id, store_id, till_id) VALUES (%s, %s, %s, %s)",
+            tenant_rows,
+        )
+    execute(
+        "UPDATE bench_tenant t SET issued_account = a.id FROM coalition_account a "
+        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_issued'; "
+        "UPDATE bench_tenant t SET redeemed_account = a.id FROM coalition_account a "
+        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_redeemed'; ANALYZE bench_tenant"
+    )
+    step("the plan: shoppers, journals, which lots each burn takes from", SHOPPERS_SQL)
+    execute(PLAN_SQL, params)
+    execute(TAKES_SQL, params)
+    step("members and their accounts", MEMBERS_SQL)
+    step("journals", JOURNALS_SQL)
+    step("entries (the digest trigger included)", ENTRIES_SQL)
+    step("cached balances", BALANCES_SQL)
+    step("lots", LOTS_SQL)
+    step("lot consumptions", CONSUMPTIONS_SQL)
+    for table in ("coalition_journal", "coalition_entry"):
+        execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+        )
+    began = time.monotonic()
+    execute("VACUUM ANALYZE")
+    say(f"  VACUUM ANALYZE ({time.monotonic() - began:.1f} s)")
+
+    def count(sql: str) -> int:
+        return int(scalar(sql, {"c": coalition.pk}) or 0)
+
+    volume = Volume(
+        coalition_id=coalition.pk,
+        month=month,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        tenants=args.tenants,
+        members=count("SELECT count(*) FROM members_member WHERE coalition_id = %(c)s"),
+        journals=count("SELECT count(*) FROM coalition_journal WHERE coalition_id = %(c)s"),
+        entries=count(
+            "SELECT count(*) FROM coalition_entry e JOIN coalition_account a "
+            "ON a.id = e.account_id WHERE a.coalition_id = %(c)s"
+        ),
+        earns=count("SELECT count(*) FROM bench_plan WHERE earn"),
+        burns=count("SELECT count(*) FROM bench_plan WHERE NOT earn"),
+        lots=count("SELECT count(*) FROM coalition_lot WHERE coalition_id = %(c)s"),
+        consumptions=count("SELECT count(*) FROM coalition_lotconsumption"),
+        earned_points=count("SELECT sum(points) FROM bench_plan WHERE earn"),
+        burned_points=count("SELECT sum(points) FROM bench_plan WHERE NOT earn"),
+        seconds=time.monotonic() - started,
+    )
+    execute("DROP TABLE bench_take, bench_plan, bench_shopper, bench_member, bench_tenant")
+    if volume.entries != args.entries:
+        raise BenchError(f"built {volume.entries:,} entries, not {args.entries:,}")
+    return volume
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    verify_first: float = 0.0
+    checks: list[tuple[str, float]] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    statements: list[float] = field(default_factory=list)
+    reconciliation: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)  # the last one committed
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    result = call()
+    return time.perf_counter() - began, result
+
+
+def verify(volume: Volume, timings: Timings) -> None:
+    """`ledger_verify` must find nothing; then each of its checks timed on its own."""
+    from django.db import connection
+
+    from coalition.models import Coalition
+    from coalition.selectors import CHECKS, ledger_verify
+
+    coalition = Coalition.objects.get(pk=volume.coalition_id)
+    timings.verify_first, found = timed(partial(ledger_verify, coalition))
+    if found:
+        shown = "\n".join(f"  {problem}" for problem in found[:20])
+        raise BenchError(f"the built ledger does not verify ({len(found):,} problems):\n{shown}")
+    say(f"ledger_verify: clean ({timings.verify_first:.2f} s)")
+    with connection.cursor() as cursor:
+        for name, sql in CHECKS.items():
+            seconds, _ = timed(partial(cursor.execute, sql, {"c": coalition.pk}))
+            cursor.fetchall()
+            timings.checks.append((name, seconds))
+
+
+def floor(volume: Volume, runs: int, timings: Timings) -> None:
+    from django.db import connection
+
+    params: dict[str, Any] = {
+        "c": volume.coalition_id,
+        "start": volume.starts_at,
+        "end": volume.ends_at,
+    }
+    with connection.cursor() as cursor:
+        for run in range(runs + 1):  # the first warms up and is not counted
+            began = time.perf_counter()
+            cursor.execute(FLOOR_SQL, params)
+            rows = cursor.fetchall()
+            if run:
+                timings.floor.append(time.perf_counter() - began)
+    if sum(int(row[2]) for row in rows) != volume.entries:
+        raise BenchError("the floor's GROUP BY did not count every entry of the month")
+
+
+def close_parts(volume: Volume, runs: int, timings: Timings) -> None:
+    """The statements and the reconciliation, each under a period row, rolled back."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from coalition.models import Coalition
+    from settlement.models import Period
+    from settlement.services import reconciliation_run
+    from settlement.services.close import _statements_write
+
+    coalition = Coalition.objects.get(pk=volume.coalition_id)
+    for _ in range(runs):
+        for part in ("statements", "reconciliation"):
+            with transaction.atomic():
+                period = Period.objects.create(
+                    coalition=coalition,
+                    month=volume.month,
+                    starts_at=volume.starts_at,
+                    ends_at=volume.ends_at,
+                    closed_at=timezone.now(),
+                    journals=volume.journals,
+                )
+                if part == "statements":
+                    seconds, _ = timed(partial(_statements_write, coalition, period))
+                    timings.statements.append(seconds)
+                else:
+                    seconds, _ = timed(partial(reconciliation_run, period))
+                    timings.reconciliation.append(seconds)
+                transaction.set_rollback(True)
+    say(
+        f"statements: best {min(timings.statements):.2f} s; "
+        f"reconciliation: best {min(timings.reconciliation):.2f} s"
+    )
+
+
+def close_whole(volume: Volume, runs: int, timings: Timings) -> None:
+    """`period_close` `runs` times: all but the last rolled back, the last committed."""
+    from django.db import transaction
+    from django.db.models import Sum
+
+    from coalition.models import Coalition
+    from settlement.models import Period, Reconciliation, Statement
+    from settlement.services import period_close
+
+    for run in range(runs):
+        coalition = Coalition.objects.get(pk=volume.coalition_id)  # closed_through as it is
+        last = run == runs - 1
+        with transaction.atomic():
+            seconds, _ = timed(partial(period_close, coalition, volume.month))
+            timings.close.append(seconds)
+            if not last:
+                transaction.set_rollback(True)
+        say(f"period_close: {seconds:.2f} s" + (" (committed)" if last else " (rolled back)"))
+    period = Period.objects.get(coalition_id=volume.coalition_id, month=volume.month)
+    reconciliation = Reconciliation.objects.get(period=period)
+    if not reconciliation.balanced:
+        shown = "\n".join(f"  {problem}" for problem in reconciliation.discrepancies[:20])
+        raise BenchError(f"the committed close did not balance:\n{shown}")
+    statements = Statement.objects.filter(period=period)
+    totals = statements.aggregate(issued=Sum("issued_points"), honoured=Sum("honoured_points"))
+    if (
+        statements.count() != volume.tenants
+        or period.journals != volume.journals
+        or totals["issued"] != volume.earned_points
+        or totals["honoured"] != volume.burned_points
+    ):
+        raise BenchError(
+            f"the close's statements miss part of the month: {statements.count()} statements, "
+            f"{period.journals:,} journals, {totals['issued']:,} points issued and "
+            f"{totals['honoured']:,} honoured; expected {volume.tenants}, {volume.journals:,}, "
+            f"{volume.earned_points:,} and {volume.burned_points:,}"
+        )
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    args: argparse.Namespace
+    volume: Volume
+    timings: Timings
+    postgres: dict[str, str]
+    elapsed: float
+
+    @property
+    def floor(self) -> float:
+        return min(self.timings.floor)
+
+    @property
+    def close(self) -> float:
+        return min(self.timings.close)
+
+    @property
+    def ratio(self) -> float:
+        return self.close / self.floor
+
+    def met(self) -> bool:
+        return self.ratio <= TARGET_RATIO
+
+    def rows(self) -> list[list[str]]:
+        t, runs = self.timings, self.args.runs
+
+        def row(name: str, seconds: float, how: str) -> list[str]:
+            return [name, f"{seconds:.2f}", f"{seconds / self.floor:.1f}", how]
+
+        verify = sum(seconds for _, seconds in t.checks)
+        return [
+            row("floor: one plain GROUP BY", self.floor, f"best of {runs} after a warm-up"),
+            row("`period_close`", self.close, f"best of {runs} (the last committed)"),
+            row("- statements", min(t.statements), f"`_statements_write`, best of {runs}"),
+            row("- reconciliation", min(t.reconciliation), f"`reconciliation_run`, best of {runs}"),
+            row("-- of which `ledger_verify`", verify, "its 11 checks one by one, once"),
+        ]
+
+    def verdict(self) -> str:
+        return f"close ÷ floor = {self.ratio:.1f}x; target <= {TARGET_RATIO:.0f}x: " + (
+            "met" if self.met() else "NOT met"
+        )
+
+    def check_lines(self) -> list[str]:
+        slowest = sorted(self.timings.checks, key=lambda item: -item[1])
+        return [f"{name} {seconds:.2f} s" for name, seconds in slowest]
+
+    def table(self) -> str:
+        v = self.volume
+        header = ["", "seconds", "÷ floor", ""]
+        rows = [header, *self.rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(
+            [
+                f"{v.entries:,} entries ({v.journals:,} journals: {v.earns:,} earns, "
+                f"{v.burns:,} burns) in {v.month:%B %Y}, {v.tenants} tenants, "
+                f"{v.members:,} members, {v.lots:,} lots, {v.consumptions:,} consumptions",
+                "",
+                *lines,
+                "",
+                self.verdict(),
+                "ledger_verify's checks, slowest first: " + ", ".join(self.check_lines()),
+            ]
+        )
+
+    def command(self) -> str:
+        parts = [".venv/bin/python bench/close.py", f"--entries {self.args.entries}"]
+        parts += [f"--tenants {self.args.tenants}", f"--runs {self.args.runs}"]
+        if self.args.month_given:
+            parts.append(f"--month {self.volume.month:%Y-%m}")
+        return " ".join(parts)
+
+    def markdown(self) -> str:
+        v, pg = self.volume, self.postgres
+        processor = platform.processor() or platform.machine()
+        with suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    processor = line.split(":", 1)[1].strip()
+                    break
+        memory = ""
+        with suppress(OSError, ValueError, IndexError):
+            kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+            memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
+        revision = ""
+        with suppress(OSError, subprocess.SubprocessError):
+            git = ["git", "--no-optional-locks", "-C", str(ROOT)]
+            revision = subprocess.run(
+                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            changed = subprocess.run(
+                [*git, "diff", "--quiet", "HEAD", "--", ".", ":!bench", ":!docs"], check=False
+            ).returncode
+            if revision:
+                revision = f" at commit `{revision}`" + (
+                    " (with uncommitted changes to the app)" if changed else ""
+                )
+        header = ["", "seconds", "÷ floor", "how"]
+        rows = [header, ["---"] * len(header), *self.rows()]
+        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        floor_sql = " ".join(FLOOR_SQL.split())
+        settings = ", ".join(f"`{name}={pg[name]}`" for name in SETTINGS)
+        return "\n".join(
+            [
+                BEGIN_MARK,
+                f"Last run {when}{revision}, {self.elapsed:.0f} s in all "
+                f"({v.seconds:.0f} s of it building the month):",
+                "",
+                "```",
+                self.command(),
+                "```",
+                "",
+                table,
+                "",
+                f"**{self.verdict()}.**",
+                "",
+                f"- **Volume**: {v.entries:,} entries in {v.month:%B %Y} (Asia/Kolkata), "
+                f"{v.journals:,} journals ({v.earns:,} earns, {v.burns:,} burns) of two entries "
+                f"each, {v.tenants} tenants at the default rates,",
+                f"  {v.members:,} members (three earns and two burns each), {v.lots:,} lots, "
+                f"{v.consumptions:,} lot consumptions; `coalition_entry` is {pg['entry_size']} "
+                "with its indexes. The month is the whole ledger:",
+                "  `ledger_verify` (inside the reconciliation) reads every entry ever posted, so "
+                "with months of history before this one it would cost more, the floor would not.",
+                "- **Floor**: every entry of the month read once, joined to its journal and its "
+                "account as the close joins them, grouped by tenant and journal kind:",
+                f"  `{floor_sql}`.",
+                "- **Close**: `period_close` as the beat job calls it (freeze, period row, "
+                "statements, reconciliation); the runs before the last are rolled back. The "
+                "parts",
+                "  run under a period row in a transaction rolled back. Everything on Django's "
+                "connection (`DEBUG=False`), after VACUUM ANALYZE.",
+                "- **`ledger_verify`'s checks**, slowest first: "
+                + ", ".join(self.check_lines())
+                + ".",
+                f"- **Machine**: {os.cpu_count()} CPUs ({processor}){memory}; {pg['version']},",
+                f"  {settings}; the script and PostgreSQL share the machine.",
+                END_MARK,
+            ]
+        )
+
+    def write_docs(self, path: Path) -> None:
+        generated = self.markdown()
+        text = path.read_text() if path.exists() else ""
+        if BEGIN_MARK in text and END_MARK in text:
+            before, rest = text.split(BEGIN_MARK, 1)
+            _, after = rest.split(END_MARK, 1)
+            text = before + generated + after
+        else:
+            section = (
+                "## Month-end close at volume (`bench/close.py`)\n\n"
+                "`period_close` over a month of 1,000,000 ledger entries and 100 tenants, against\n"
+                "one plain GROUP BY over the same entries (the floor: what reading each entry of\n"
+                "the month once costs). Target: the close within 3x of the floor.\n\n"
+                f"{generated}\n"
+            )
+            text = (
+                (text.rstrip() + "\n\n" + section)
+                if text.strip()
+                else ("# Benchmarks\n\n" + section)
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def last_ended_month() -> date:
+    """The month before this one in Asia/Kolkata (the coalition's zone)."""
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    return date(today.year - 1, 12, 1) if today.month == 1 else date(today.year, today.month - 1, 1)
+
+
+def bench(args: argparse.Namespace, server: Server, started: float) -> int:
+    say(f"Database {args.database}: create, migrate")
+    server.recreate(args.database)
+    migrate(server, args)
+    django_setup(server, args)
+    volume = build(args, args.month)
+    say(f"Built {volume.entries:,} entries in {volume.seconds:.0f} s")
+    timings = Timings()
+    verify(volume, timings)
+    floor(volume, args.runs, timings)
+    say(f"floor: best {min(timings.floor):.2f} s of {', '.join(f'{s:.2f}' for s in timings.floor)}")
+    close_parts(volume, args.runs, timings)
+    close_whole(volume, args.runs, timings)
+    report = Report(args, volume, timings, postgres_describe(), time.monotonic() - started)
+    print()
+    print(report.table())
+    if not args.no_docs:
+        report.write_docs(DOCS)
+        say(f"Wrote the close section of {DOCS.relative_to(ROOT)}")
+    return 0 if report.met() else 2
+
+
+def month_arg(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("a month is YYYY-MM") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add(
+        "--entries",
+        type=int,
+        default=1_000_000,
+        help="Ledger entries in the month, a multiple of 10 (1000000): entries / 2 journals, "
+        "entries / 10 members.",
+    )
+    add("--tenants", type=int, default=100, help="Tenants (100).")
+    add("--runs", type=int, default=3, help="Timed runs of the floor and of each close (3).")
+    add(
+        "--month",
+        type=month_arg,
+        help="The month to build and close, YYYY-MM (the last that has ended in Asia/Kolkata).",
+    )
+    add(
+        "--server",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
+        help="PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s).",
+    )
+    add(
+        "--database",
+        help="Database to create (dropped first if it exists; coalition_bench_<pid>, so that "
+        "two runs on one server never drop each other's).",
+    )
+    add(
+        "--settings",
+        default="coalition.settings.base",
+        help="Django settings module for the app (%(default)s).",
+    )
+    add("--keep-db", action="store_true", help="Keep the database afterwards.")
+    add("--no-docs", action="store_true", help="Leave docs/benchmarks.md as it is.")
+    args = parser.parse_args(argv)
+
+    if args.entries <= 0 or args.entries % (2 * SLOTS):
+        parser.error(f"--entries must be a positive multiple of {2 * SLOTS}")
+    if (args.entries // (2 * SLOTS)) % SCATTER == 0:
+        parser.error(f"--entries / {2 * SLOTS} must not be a multiple of {SCATTER}")
+    if args.tenants <= 0 or args.runs <= 0:
+        parser.error("--tenants and --runs must be positive")
+    args.month_given = args.month is not None
+    args.month = (args.month or last_ended_month()).replace(day=1)
+    if args.month > last_ended_month():
+        parser.error("--month must have ended (the close refuses a month still running)")
+    args.database = args.database or f"coalition_bench_{os.getpid()}"
+    if not args.database.startswith("coalition_bench"):
+        parser.error("--database must start with coalition_bench (it is dropped and recreated)")
+
+    server = Server(args.server.rstrip("/"))
+    started = time.monotonic()
+    try:
+        return bench(args, server, started)
+    except BenchError as exc:
+        print(f"close: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("close: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        if not args.keep_db:
+            with suppress(Exception):
+                server.drop(args.database)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
