@@ -8,7 +8,7 @@ WITH_DB := $(PY) bin/with-database
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format migrate shell till-key clean-db
+.PHONY: help install run test lint format migrate shell till-key clean-db browser
 
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -25,7 +25,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 run: install ## Start everything at http://127.0.0.1:8000/admin/ (PostgreSQL embedded if no DATABASE_URL)
 	$(PY) bin/run
 
-test: lint ## Lint, then pytest on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432, else embedded)
+test: lint browser ## Lint, then pytest on PostgreSQL (DATABASE_URL, else 127.0.0.1:5432, else embedded)
 	$(WITH_DB) --try-local -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff, ruff format --check, mypy, and no missing migrations
@@ -34,6 +34,15 @@ lint: install ## ruff, ruff format --check, mypy, and no missing migrations
 	$(PY) -m mypy --scripts-are-modules . $(SCRIPTS)
 	$(WITH_DB) --try-local -- $(PY) manage.py makemigrations --check --dry-run \
 		--settings coalition.settings.test
+
+APT_CHROMIUM := apt-get install -y --no-install-recommends chromium
+browser: ## Install Debian's Chromium for the portal's browser tests (once; root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; \
+		elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "make browser: install Debian's chromium package as root" >&2; exit 1; fi; \
+		echo "make browser: installing Debian's chromium for the browser tests"; \
+		$$SUDO $(APT_CHROMIUM) || { $$SUDO apt-get update && $$SUDO $(APT_CHROMIUM); }; }
 
 format: install ## Fix what ruff can, then format
 	$(PY) -m ruff check --fix . $(SCRIPTS)
