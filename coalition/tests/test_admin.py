@@ -41,10 +41,19 @@ from members.models import Member
 from members.selectors import member_balances
 from members.services import members_merge
 from members.tests.factories import MemberFactory
+from settlement.models import Payment
+from settlement.services import (
+    arrears_apply,
+    arrears_waive,
+    last_ended_month,
+    month_bounds,
+    payment_record,
+    period_close,
+)
 from tenants.models import TenantRate
-from tenants.services import till_key_issue
+from tenants.services import tenant_user_create, till_key_issue
 
-OUR_APPS = {"coalition", "tenants", "members", "consent"}
+OUR_APPS = {"coalition", "tenants", "members", "consent", "settlement"}
 LEDGER_MODELS = (Journal, Entry, Lot, LotConsumption, Account)
 
 
@@ -86,6 +95,23 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
     ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(days=30))
     SolarSchedule.objects.create(
         event="sunrise", latitude=Decimal("19.07"), longitude=Decimal("72.87")
+    )
+    # Settlement: last month closed, a payment, arrears waived; a tenant portal login.
+    last_month = month_bounds(coalition, last_ended_month(coalition, timezone.now()))[0]
+    points_earn(
+        till=till_a, member=member, amount=Decimal("700.00"), receipt="A-old",
+        occurred_at=last_month, now=last_month,
+    )  # fmt: skip
+    period = period_close(coalition, last_month.date())
+    owed = period.statements.get(tenant=till_a.tenant)
+    arrears_apply(today=owed.due_on + timedelta(days=1))
+    arrears_waive(tenant=till_a.tenant, reason="Instalments agreed", actor=staff)
+    payment_record(
+        tenant=till_a.tenant, direction=Payment.Direction.RECEIVED, amount=Decimal("1.00"),
+        reference="UTR-1", received_on=timezone.localdate(), actor=staff,
+    )  # fmt: skip
+    tenant_user_create(
+        tenant=till_a.tenant, username="portal-a", role="manager", password="long enough pw"
     )
     return coalition
 

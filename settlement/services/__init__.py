@@ -14,6 +14,7 @@ from settlement.services.payments import (
     arrears_waive,
     payment_record,
     tenant_overdue_statement,
+    tenant_unpaid_statement,
 )
 from settlement.services.reconciliation import reconciliation_run
 
@@ -30,4 +31,5 @@ __all__ = [
     "periods_close_due",
     "reconciliation_run",
     "tenant_overdue_statement",
+    "tenant_unpaid_statement",
 ]

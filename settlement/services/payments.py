@@ -71,16 +71,16 @@ def payment_record(
     return payment
 
 
-def tenant_overdue_statement(tenant: Tenant, today: date) -> Statement | None:
-    """The tenant's latest statement when it owes money on it, unpaid past its due date and not
-    waived: payments posted since the statement count towards it, payouts against it."""
+def tenant_unpaid_statement(tenant: Tenant) -> Statement | None:
+    """The tenant's latest statement when it owes money on it, not fully paid and not waived:
+    payments posted since the statement count towards it, payouts against it."""
     latest = (
         Statement.objects.filter(tenant=tenant)
         .select_related("period")
         .order_by("-period__month")
         .first()
     )
-    if latest is None or latest.net_amount <= 0 or latest.due_on >= today:
+    if latest is None or latest.net_amount <= 0:
         return None
     if ArrearsWaiver.objects.filter(statement=latest).exists():
         return None
@@ -90,6 +90,12 @@ def tenant_overdue_statement(tenant: Tenant, today: date) -> Statement | None:
     ).values_list("direction", "amount"):
         paid += amount if direction == Payment.Direction.RECEIVED else -amount
     return latest if paid < latest.net_amount else None
+
+
+def tenant_overdue_statement(tenant: Tenant, today: date) -> Statement | None:
+    """`tenant_unpaid_statement`, once its due date has passed."""
+    unpaid = tenant_unpaid_statement(tenant)
+    return unpaid if unpaid is not None and unpaid.due_on < today else None
 
 
 def arrears_apply(
@@ -114,13 +120,15 @@ def arrears_apply(
 
 @transaction.atomic
 def arrears_waive(*, tenant: Tenant, reason: str, actor: Any) -> ArrearsWaiver:
-    """Lift a tenant's arrears on its overdue statement, with a reason (recorded)."""
+    """Lift (or forestall) a tenant's arrears on its latest unpaid statement, with a reason
+    (recorded): the daily job then leaves that statement alone."""
     reason = reason.strip()
     if not reason:
         raise InvalidRequest("Say why the arrears are lifted.", field="reason")
-    overdue = tenant_overdue_statement(tenant, local_date(tenant.coalition, timezone.now()))
-    if overdue is None:
-        raise InvalidRequest(f"{tenant.name} has no overdue statement to waive.")
-    waiver = ArrearsWaiver.objects.create(statement=overdue, reason=reason, waived_by=actor)
+    # Overdue, or not yet due (instalments agreed before the due date).
+    unpaid = tenant_unpaid_statement(tenant)
+    if unpaid is None:
+        raise InvalidRequest(f"{tenant.name} owes nothing on its latest statement.")
+    waiver = ArrearsWaiver.objects.create(statement=unpaid, reason=reason, waived_by=actor)
     arrears_apply(tenants=[tenant])
     return waiver
