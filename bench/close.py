@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -48,6 +47,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import report
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -715,29 +716,7 @@ class Report:
 
     def markdown(self) -> str:
         v, pg = self.volume, self.postgres
-        processor = platform.processor() or platform.machine()
-        with suppress(OSError):
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    processor = line.split(":", 1)[1].strip()
-                    break
-        memory = ""
-        with suppress(OSError, ValueError, IndexError):
-            kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
-            memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
-        revision = ""
-        with suppress(OSError, subprocess.SubprocessError):
-            git = ["git", "--no-optional-locks", "-C", str(ROOT)]
-            revision = subprocess.run(
-                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            changed = subprocess.run(
-                [*git, "diff", "--quiet", "HEAD", "--", ".", ":!bench", ":!docs"], check=False
-            ).returncode
-            if revision:
-                revision = f" at commit `{revision}`" + (
-                    " (with uncommitted changes to the app)" if changed else ""
-                )
+        revision = report.revision(ROOT)
         header = ["", "seconds", "÷ floor", "how"]
         rows = [header, ["---"] * len(header), *self.rows()]
         table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
@@ -777,34 +756,20 @@ class Report:
                 "- **`ledger_verify`'s checks**, slowest first: "
                 + ", ".join(self.check_lines())
                 + ".",
-                f"- **Machine**: {os.cpu_count()} CPUs ({processor}){memory}; {pg['version']},",
+                f"- **Machine**: {report.machine()}; {pg['version']},",
                 f"  {settings}; the script and PostgreSQL share the machine.",
                 END_MARK,
             ]
         )
 
     def write_docs(self, path: Path) -> None:
-        generated = self.markdown()
-        text = path.read_text() if path.exists() else ""
-        if BEGIN_MARK in text and END_MARK in text:
-            before, rest = text.split(BEGIN_MARK, 1)
-            _, after = rest.split(END_MARK, 1)
-            text = before + generated + after
-        else:
-            section = (
-                "## Month-end close at volume (`bench/close.py`)\n\n"
-                "`period_close` over a month of 1,000,000 ledger entries and 100 tenants, against\n"
-                "one plain GROUP BY over the same entries (the floor: what reading each entry of\n"
-                "the month once costs). Target: the close within 3x of the floor.\n\n"
-                f"{generated}\n"
-            )
-            text = (
-                (text.rstrip() + "\n\n" + section)
-                if text.strip()
-                else ("# Benchmarks\n\n" + section)
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        introduction = (
+            "## Month-end close at volume (`bench/close.py`)\n\n"
+            "`period_close` over a month of 1,000,000 ledger entries and 100 tenants, against\n"
+            "one plain GROUP BY over the same entries (the floor: what reading each entry of\n"
+            "the month once costs). Target: the close within 3x of the floor."
+        )
+        report.section_write(path, BEGIN_MARK, END_MARK, self.markdown(), introduction)
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -54,6 +53,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import report
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "till_load.lua"
@@ -873,29 +874,7 @@ class Report:
 
     def markdown(self) -> str:
         a, setup, pg = self.args, self.setup, self.postgres
-        processor = platform.processor() or platform.machine()
-        with suppress(OSError):
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    processor = line.split(":", 1)[1].strip()
-                    break
-        memory = ""
-        with suppress(OSError, ValueError, IndexError):
-            kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
-            memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
-        revision = ""
-        with suppress(OSError, subprocess.SubprocessError):
-            git = ["git", "--no-optional-locks", "-C", str(ROOT)]
-            revision = subprocess.run(
-                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            changed = subprocess.run(
-                [*git, "diff", "--quiet", "HEAD", "--", ".", ":!bench", ":!docs"], check=False
-            ).returncode
-            if revision:
-                revision = f" at commit `{revision}`" + (
-                    " (with uncommitted changes to the app)" if changed else ""
-                )
+        revision = report.revision(ROOT)
         header = ["endpoint", *self.HEADER[1:-1], "verdict"]
         rows = [header, ["---"] * len(header), *self.rows()]
         table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
@@ -934,7 +913,7 @@ class Report:
                 f"(scale = tenants), then `pgbench -c {a.clients} -j 2 -T {a.duration}` before "
                 "and after the app's runs,",
                 "  same server, gunicorn stopped; the ratio is to the mean of the two.",
-                f"- **Machine**: {os.cpu_count()} CPUs ({processor}){memory}; {version},",
+                f"- **Machine**: {report.machine()}; {version},",
                 f"  `synchronous_commit={pg['synchronous_commit']}`, `fsync={pg['fsync']}`, "
                 f"`shared_buffers={pg['shared_buffers']}`; app, PostgreSQL and wrk share the "
                 "machine.",
@@ -945,28 +924,14 @@ class Report:
         )
 
     def write_docs(self, path: Path) -> None:
-        generated = self.markdown()
-        text = path.read_text() if path.exists() else ""
-        if BEGIN_MARK in text and END_MARK in text:
-            before, rest = text.split(BEGIN_MARK, 1)
-            _, after = rest.split(END_MARK, 1)
-            text = before + generated + after
-        else:
-            section = (
-                "## Till API under load (`bench/till_load.py`)\n\n"
-                "Earn and burn through the whole till API under gunicorn, against pgbench's\n"
-                "TPC-B-like transaction on the same server. Targets: earn >= 0.10 and\n"
-                "burn >= 0.08 of pgbench's TPS, p99 under 50 ms at 16 concurrent tills,\n"
-                "durable commits.\n\n"
-                f"{generated}\n"
-            )
-            text = (
-                (text.rstrip() + "\n\n" + section)
-                if text.strip()
-                else ("# Benchmarks\n\n" + section)
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        introduction = (
+            "## Till API under load (`bench/till_load.py`)\n\n"
+            "Earn and burn through the whole till API under gunicorn, against pgbench's\n"
+            "TPC-B-like transaction on the same server. Targets: earn >= 0.10 and\n"
+            "burn >= 0.08 of pgbench's TPS, p99 under 50 ms at 16 concurrent tills,\n"
+            "durable commits."
+        )
+        report.section_write(path, BEGIN_MARK, END_MARK, self.markdown(), introduction)
 
 
 if __name__ == "__main__":

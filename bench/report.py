@@ -1,0 +1,56 @@
+"""What every benchmark's section of docs/benchmarks.md states the same way: the machine, the
+commit measured, and the section itself, replaced between its markers on each run."""
+
+import os
+import platform
+import subprocess
+from contextlib import suppress
+from pathlib import Path
+
+
+def machine() -> str:
+    """`2 CPUs (AMD EPYC ...), 24 GiB RAM`, from /proc where there is one."""
+    processor = platform.processor() or platform.machine()
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    return f"{os.cpu_count()} CPUs ({processor}){memory}"
+
+
+def revision(root: Path) -> str:
+    """` at commit `abc1234`` (and whether the app had uncommitted changes), or nothing."""
+    with suppress(OSError, subprocess.SubprocessError):
+        git = ["git", "--no-optional-locks", "-C", str(root)]
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "diff", "--quiet", "HEAD", "--", ".", ":!bench", ":!docs"], check=False
+        ).returncode
+        if commit:
+            dirty = " (with uncommitted changes to the app)" if changed else ""
+            return f" at commit `{commit}`{dirty}"
+    return ""
+
+
+def section_write(path: Path, begin: str, end: str, generated: str, introduction: str) -> None:
+    """Replace the text between `begin` and `end` with `generated`; without the markers, add the
+    section at the end of the file, after its heading and `introduction`."""
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        _, after = rest.split(end, 1)
+        text = before + generated + after
+    else:
+        section = f"{introduction}\n\n{generated}\n"
+        text = (
+            (text.rstrip() + "\n\n" + section) if text.strip() else ("# Benchmarks\n\n" + section)
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
