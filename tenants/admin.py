@@ -9,9 +9,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from rest_framework_api_key.models import APIKey
 
@@ -22,6 +24,7 @@ from tenants.models import Store, Tenant, TenantRate, TenantStatus, TenantUser, 
 from tenants.selectors import tenant_rates_on
 from tenants.services import (
     tenant_create,
+    tenant_exit_schedule,
     tenant_set_status,
     tenant_user_create,
     till_create,
@@ -58,6 +61,13 @@ class TenantRateForm(forms.ModelForm):
         return day
 
 
+class ExitDateForm(forms.Form):
+    exit_on = forms.DateField(
+        label="Exit date",
+        help_text="The first day out of the programme: today or later (YYYY-MM-DD).",
+    )
+
+
 class TenantRateInline(admin.TabularInline):
     """Rates are added, never edited here: existing rows are history."""
 
@@ -81,7 +91,9 @@ class StoreInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(ServiceCreateAdmin):
-    list_display = ("name", "slug", "category", "status", "may_issue", "may_redeem", "coalition")
+    list_display = (
+        "name", "slug", "category", "status", "exit_on", "may_issue", "may_redeem", "coalition"
+    )  # fmt: skip
     list_filter = ("status", "category", "coalition", "may_issue", "may_redeem")
     list_select_related = ("coalition",)
     search_fields = ("name", "slug", "legal_name")
@@ -89,11 +101,11 @@ class TenantAdmin(ServiceCreateAdmin):
         (None, {"fields": ("coalition", "name", "slug", "legal_name", "category", "status")}),
         ("Points", {"fields": ("may_issue", "may_redeem", "redeem_only_allowed")}),
         ("Settlement", {"fields": ("rates_today",)}),
-        ("Record", {"fields": ("created_at",)}),
+        ("Record", {"fields": ("exit_on", "created_at")}),
     )
     add_fieldsets = ((None, {"fields": ("coalition", "name", "slug", "legal_name", "category")}),)
     inlines = (TenantRateInline, StoreInline)
-    actions = ("suspend", "reactivate")
+    actions = ("suspend", "reactivate", "schedule_exit")
 
     @admin.display(description="Rates in force today")
     def rates_today(self, obj: Tenant) -> str:
@@ -109,7 +121,11 @@ class TenantAdmin(ServiceCreateAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The status moves only through the actions (tenant_set_status).
-        return () if obj is None else ("coalition", "slug", "status", "rates_today", "created_at")
+        return (
+            ()
+            if obj is None
+            else ("coalition", "slug", "status", "exit_on", "rates_today", "created_at")
+        )
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return {"slug": ("name",)} if obj is None else {}
@@ -134,6 +150,58 @@ class TenantAdmin(ServiceCreateAdmin):
     @admin.action(description="Reactivate selected tenants", permissions=["change"])
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         self._set_status(request, queryset, TenantStatus.ACTIVE)
+
+    @admin.action(description="Set the exit date of the selected tenant…", permissions=["change"])
+    def schedule_exit(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> Any:
+        tenants = list(queryset.select_related("coalition")[:2])
+        if len(tenants) != 1:
+            self.message_user(request, "Select one tenant to set its exit date.", messages.ERROR)
+            return None
+        tenant = tenants[0]
+        applying = "apply" in request.POST
+        form = ExitDateForm(
+            request.POST if applying else None,
+            initial={"exit_on": tenant.exit_on or _today(tenant)},
+        )
+        if applying and form.is_valid():
+            try:
+                tenant_exit_schedule(
+                    tenant=tenant, exit_on=form.cleaned_data["exit_on"], actor=request.user
+                )
+            except InvalidRequest as exc:
+                form.add_error("exit_on", exc.detail)
+            else:
+                when = tenant.exit_on
+                self.log_change(request, tenant, f"Exit date set to {when}.")
+                done = (
+                    "has left the programme"
+                    if tenant.status == TenantStatus.EXITED
+                    else ("leaves the programme")
+                )
+                self.message_user(
+                    request,
+                    f"{tenant.name} {done} on {when}: its tills are refused and its keys revoked "
+                    "from that day; its final statement comes with the next close.",
+                    messages.SUCCESS,
+                )
+                return None
+        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
+        return TemplateResponse(
+            request,
+            "admin/tenants/tenant/schedule_exit.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "adminform": adminform,
+                "title": f"Exit date of {tenant.name}",
+                "submit_label": "Set the exit date",
+                "cancel_url": request.get_full_path(),
+                "tenant": tenant,
+                "original": tenant,
+                "action": "schedule_exit",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> None:
         changed = []

@@ -54,6 +54,13 @@ class Tenant(models.Model):
         help_text="Set by the daily arrears job while a statement it owes is unpaid past its due "
         "date: its tills may not redeem. Cleared by payment or a waiver.",
     )
+    exit_on = models.DateField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The first day the tenant is out of the programme (the coalition's time zone): "
+        "from then its tills are refused and its keys revoked; its portal stays, read only.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -10,7 +10,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from tenants.models import PortalRole, Tenant, TenantStatus, TenantUser
+from tenants.models import PortalRole, Tenant, TenantUser
+from tenants.selectors import tenant_has_left
 
 View = Callable[..., HttpResponse]
 LOGIN_URL = "portal:login"
@@ -34,9 +35,11 @@ def portal_view(*roles: str, write: bool = False) -> Callable[[View], View]:
                 raise PermissionDenied("This login has no tenant portal access.")
             if roles and tenant_user.role not in roles:
                 raise PermissionDenied("Your role may not do this.")
-            if write and tenant_user.tenant.status == TenantStatus.EXITED:
+            read_only = tenant_has_left(tenant_user.tenant)
+            if write and read_only:
                 raise PermissionDenied("This tenant has left the programme: read only.")
             request.tenant_user = tenant_user  # type: ignore[attr-defined]
+            request.tenant_read_only = read_only  # type: ignore[attr-defined]
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -52,6 +55,11 @@ def tenant_user_of(request: HttpRequest) -> TenantUser:
     tenant_user = getattr(request, "tenant_user", None)
     assert isinstance(tenant_user, TenantUser), "a portal view without @portal_view"
     return tenant_user
+
+
+def portal_read_only(request: HttpRequest) -> bool:
+    """The signed-in tenant has left the programme: its portal shows, and changes nothing."""
+    return bool(getattr(request, "tenant_read_only", False))
 
 
 def tenant_of(request: HttpRequest) -> Tenant:

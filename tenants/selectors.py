@@ -1,8 +1,9 @@
 """Reads about tenants: the rates in force on a date, and whether a tenant may issue or redeem."""
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
+from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -48,14 +49,28 @@ def tenant_in_arrears(tenant: Tenant) -> bool:
     return tenant.arrears_since is not None
 
 
+def tenant_has_left(tenant: Tenant, now: datetime | None = None) -> bool:
+    """Exited, or its exit date has come in the coalition's time zone (before the daily job
+    `tenants_exit_due` has marked it)."""
+    if tenant.status == TenantStatus.EXITED:
+        return True
+    if tenant.exit_on is None:
+        return False
+    zone = ZoneInfo(tenant.coalition.time_zone)
+    return tenant.exit_on <= (now or timezone.now()).astimezone(zone).date()
+
+
 def tenant_can_issue(tenant: Tenant) -> bool:
-    return tenant.status == TenantStatus.ACTIVE and tenant.may_issue
+    return tenant.status == TenantStatus.ACTIVE and tenant.may_issue and not tenant_has_left(tenant)
 
 
 def tenant_can_redeem(tenant: Tenant) -> bool:
-    """Redeem only while active, allowed to, and not in arrears (no free riders)."""
+    """Redeem only while active, allowed to, not in arrears (no free riders) and not gone."""
     return (
-        tenant.status == TenantStatus.ACTIVE and tenant.may_redeem and not tenant_in_arrears(tenant)
+        tenant.status == TenantStatus.ACTIVE
+        and tenant.may_redeem
+        and not tenant_in_arrears(tenant)
+        and not tenant_has_left(tenant)
     )
 
 
@@ -98,6 +113,7 @@ def _till_for_key_sql() -> str:
         JOIN tenants_tenant n ON n.id = t.tenant_id
         JOIN coalition_coalition c ON c.id = n.coalition_id
         WHERE k.prefix = %s AND NOT k.revoked AND t.is_active
+            AND (n.exit_on IS NULL OR n.exit_on > (now() AT TIME ZONE c.time_zone)::date)
     """  # noqa: S608
 
 

@@ -1,5 +1,6 @@
 """Every write to tenants, their stores and tills."""
 
+from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.models import Account, AccountKind, Coalition
+from coalition.services.programme import local_date
 from tenants.models import (
     PortalRole,
     Store,
@@ -61,19 +63,73 @@ def till_create(*, tenant: Tenant, store_code: str, till_code: str, store_name: 
 
 @transaction.atomic
 def tenant_set_status(*, tenant: Tenant, status: str, actor: Any) -> Tenant:
-    """Suspend, reactivate or exit a tenant. An exited tenant's points stay redeemable elsewhere:
-    they were funded when issued."""
+    """Suspend, reactivate or exit a tenant. Exiting is at once (today is its exit date); an
+    exited tenant's points stay redeemable elsewhere: they were funded when issued."""
     del actor  # recorded by the admin's log entry; the audit trail arrives with issue 6
     if status not in TenantStatus.values:
         raise InvalidRequest(f"Unknown tenant status {status!r}.", field="status")
-    current = Tenant.objects.select_for_update().get(pk=tenant.pk).status
-    if current == TenantStatus.EXITED and status != TenantStatus.EXITED:
+    current = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if current.status == TenantStatus.EXITED and status != TenantStatus.EXITED:
         raise InvalidRequest("A tenant that has exited the programme cannot come back to it.")
+    if status == TenantStatus.EXITED:
+        today = local_date(current.coalition, timezone.now())
+        exit_on = min(current.exit_on or today, today)
+        _exit_apply(current, exit_on)
+        tenant.status, tenant.exit_on = current.status, current.exit_on
+        return tenant
     Tenant.objects.filter(pk=tenant.pk).update(status=status)
     tenant.status = status
-    if status == TenantStatus.EXITED:
-        till_keys_revoke(tills=Till.objects.filter(tenant=tenant), reason="Tenant exited")
     return tenant
+
+
+@transaction.atomic
+def tenant_exit_schedule(
+    *, tenant: Tenant, exit_on: date, actor: Any = None, now: datetime | None = None
+) -> Tenant:
+    """Set the first day `tenant` is out of the programme (today or later, in the coalition's
+    time zone). From that day its tills are refused and its keys revoked (at once when it is
+    today, else by the daily job `tenants_exit_due`); its next close writes its final
+    statement; its portal stays, read only. Staff may move a date that has not come yet."""
+    del actor  # recorded by the admin's log entry; the audit trail arrives with issue 6
+    current = Tenant.objects.select_for_update().select_related("coalition").get(pk=tenant.pk)
+    if current.status == TenantStatus.EXITED:
+        raise InvalidRequest(f"{current.name} has already left the programme.")
+    today = local_date(current.coalition, now or timezone.now())
+    if exit_on < today:
+        raise InvalidRequest(
+            f"The exit date is today ({today}) or later; a past date would rewrite what its "
+            "tills already did.",
+            field="exit_on",
+        )
+    if exit_on == today:
+        _exit_apply(current, exit_on)
+    else:
+        Tenant.objects.filter(pk=current.pk).update(exit_on=exit_on)
+        current.exit_on = exit_on
+    tenant.status, tenant.exit_on = current.status, current.exit_on
+    return tenant
+
+
+def tenants_exit_due(*, now: datetime | None = None) -> list[Tenant]:
+    """Exit every tenant whose exit date has come (the daily job; catches up)."""
+    now = now or timezone.now()
+    exited = []
+    due = Tenant.objects.filter(exit_on__isnull=False).exclude(status=TenantStatus.EXITED)
+    for tenant in due.select_related("coalition").order_by("pk"):
+        if tenant.exit_on is not None and tenant.exit_on <= local_date(tenant.coalition, now):
+            with transaction.atomic():
+                locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+                if locked.status != TenantStatus.EXITED and locked.exit_on is not None:
+                    _exit_apply(locked, locked.exit_on)
+                    exited.append(locked)
+    return exited
+
+
+def _exit_apply(tenant: Tenant, exit_on: date) -> None:
+    """The exit itself, under the tenant's row lock: status, date, every key revoked."""
+    Tenant.objects.filter(pk=tenant.pk).update(status=TenantStatus.EXITED, exit_on=exit_on)
+    tenant.status, tenant.exit_on = TenantStatus.EXITED, exit_on
+    till_keys_revoke(tills=Till.objects.filter(tenant=tenant), reason="Tenant exited")
 
 
 @transaction.atomic

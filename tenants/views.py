@@ -20,8 +20,7 @@ from django.views.decorators.http import require_POST
 from coalition.errors import InvalidRequest
 from coalition.selectors import TILL_KINDS, transactions_for_tenant
 from members.selectors import member_reference_for_tenant
-from tenants.models import TenantStatus
-from tenants.portal import MANAGER, portal_view, tenant_of, tenant_user_of
+from tenants.portal import MANAGER, portal_read_only, portal_view, tenant_of, tenant_user_of
 from tenants.selectors import till_get_for_tenant, till_key_get_for_tenant, tills_for_tenant
 from tenants.services import till_key_issue, till_key_revoke, till_key_rotate
 
@@ -116,7 +115,7 @@ def transactions(request: HttpRequest) -> HttpResponse:
 def tills(request: HttpRequest) -> HttpResponse:
     tenant = tenant_of(request)
     found = tills_for_tenant(tenant).prefetch_related("keys")
-    can_manage = tenant_user_of(request).role == MANAGER and tenant.status != TenantStatus.EXITED
+    can_manage = tenant_user_of(request).role == MANAGER and not portal_read_only(request)
     return render(request, "portal/tills.html", {"tills": found, "can_manage": can_manage})
 
 

@@ -41,6 +41,15 @@ JOBS = (
         "until it pays or staff waive it; a tenant that has paid is let back in.",
     ),
     Job(
+        name="Apply tenant exits (hourly)",
+        task="tenants.tasks.tenants_exit_due_task",
+        minute="10",
+        hour="*",
+        expire_seconds=50 * 60,
+        description="A tenant whose exit date has come in its coalition's time zone leaves the "
+        "programme: its keys are revoked (its tills are refused from that day in any case).",
+    ),
+    Job(
         name="Expire points due (daily)",
         task="coalition.tasks.lots_expire_task",
         minute="15",
