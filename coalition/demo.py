@@ -49,7 +49,7 @@ from consent.services import consents_record
 from members.identifiers import CARD_LENGTH, CARD_PREFIX, luhn_check_digit
 from members.models import Member, MemberStatus
 from members.services import member_enrol, members_merge
-from settlement.services import periods_close_due
+from settlement.services import periods_close_due, reconciliations_verify_pending
 from tenants.models import Tenant, TenantCategory, TenantRate, TenantStatus, TenantUser, Till
 from tenants.services import tenant_create, tenant_set_status, tenant_user_create, till_create
 
@@ -260,6 +260,7 @@ def demo_load(
         if not problems:  # a demo that does not verify keeps its "loading" name
             progress("Closing the months that have ended (statements, reconciliation)")
             periods_close_due(now=builder.now)
+            reconciliations_verify_pending()  # the worker would; the demo shows the result
             _portal_users_create(coalition)
             Coalition.objects.filter(pk=coalition.pk).update(name=DEMO_NAME)
             coalition.name = DEMO_NAME

@@ -18,6 +18,7 @@ from coalition.admin.base import ReadOnlyAdmin, ReadOnlyTabularInline, admin_lin
 from coalition.errors import InvalidRequest
 from settlement.models import (
     ArrearsWaiver,
+    Dispute,
     Payment,
     Period,
     Reconciliation,
@@ -26,8 +27,10 @@ from settlement.models import (
 )
 from settlement.services import (
     arrears_waive,
+    dispute_resolve,
     payment_record,
     reconciliation_run,
+    reconciliation_verify,
 )
 from tenants.models import Tenant
 
@@ -37,6 +40,10 @@ def _verdict(reconciliation: Reconciliation | None) -> SafeString | str:
         return "—"
     if reconciliation.balanced:
         return format_html('<strong style="color:#1a7f37">{}</strong>', "Balanced")
+    if reconciliation.balanced is None:
+        return format_html(
+            '<strong style="color:#9a6700">{}</strong>', "Figures balance; ledger check pending"
+        )
     return format_html(
         '<strong style="color:#b42318">{} discrepancies</strong>',
         len(reconciliation.discrepancies),
@@ -65,6 +72,7 @@ class ReconciliationInline(ReadOnlyTabularInline):
         "other_points",
         "closing_points",
         "pool_value",
+        "ledger_checked_at",
         "findings",
     )
 
@@ -81,11 +89,27 @@ class ReconciliationInline(ReadOnlyTabularInline):
         )))  # fmt: skip
 
 
+# The operator's figures of a month (`domain.md`): + is the operator's gain, - its cost.
+OPERATOR_FIGURES = (
+    ("margin_value", "Margin: issuers' price above the point's value"),
+    ("variance_value", "Redemption variance: the point's value above reimbursements"),
+    ("fee_value", "Programme fees billed"),
+    ("breakage_value", "Breakage: points expired"),
+    ("campaign_value", "Campaign points the operator funded"),
+    ("other_value", "Manual point adjustments and forfeits"),
+    ("statement_adjustment_value", "Dispute adjustments on statements"),
+)
+
+
 @admin.register(Period)
 class PeriodAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "coalition", "journals", "closed_at", "reconciled")
+    list_display = ("__str__", "coalition", "journals", "closed_at", "reconciled", "operator")
     list_filter = ("coalition",)
     ordering = ("-month",)
+    fields = (
+        "coalition", "month", "starts_at", "ends_at", "closed_at", "journals", "operator_figures"
+    )  # fmt: skip
+    readonly_fields = ("operator_figures",)
     inlines = (ReconciliationInline, StatementInline)
     actions = ("reconcile_again",)
 
@@ -96,10 +120,32 @@ class PeriodAdmin(ReadOnlyAdmin):
     def reconciled(self, obj: Period) -> SafeString | str:
         return _verdict(obj.reconciliations.order_by("-created_at").first())
 
+    @admin.display(description="Operator's result")
+    def operator(self, obj: Period) -> str:
+        found = obj.reconciliations.order_by("-created_at").first()
+        return "—" if found is None else f"{found.operator_total:,.2f}"
+
+    @admin.display(description="The operator's figures")
+    def operator_figures(self, obj: Period) -> SafeString | str:
+        found = obj.reconciliations.order_by("-created_at").first()
+        if found is None:
+            return "—"
+        rows = [(label, f"{getattr(found, name):,.2f}") for name, label in OPERATOR_FIGURES]
+        rows.append(("The operator's result for the month", f"{found.operator_total:,.2f}"))
+        return format_html(
+            '<table class="operator-figures">{}</table>'
+            '<p class="help">In {}: + is the operator\'s gain, - its cost. The pool itself is '
+            "kept at the point's value and is not the operator's.</p>",
+            format_html_join("", '<tr><td>{}</td><td style="text-align:right">{}</td></tr>', rows),
+            obj.coalition.currency,
+        )
+
     @admin.action(description="Run the reconciliation again", permissions=["view"])
     def reconcile_again(self, request: HttpRequest, queryset: QuerySet[Period]) -> None:
         for period in queryset.select_related("coalition"):
             found = reconciliation_run(period)
+            reconciliation_verify(found.pk)
+            found.refresh_from_db()
             level = messages.SUCCESS if found.balanced else messages.ERROR
             self.message_user(request, f"{period}: {found}", level)
 
@@ -207,3 +253,83 @@ class ArrearsWaiverAdmin(admin.ModelAdmin):
             raise forms.ValidationError(exc.detail) from exc
         obj.pk, obj.statement_id = created.pk, created.statement_id
         obj._state.adding = False
+
+
+class DisputeResolveForm(forms.ModelForm):
+    decision = forms.ChoiceField(
+        choices=(("accept", "Accept: adjust on the next statement"), ("reject", "Reject")),
+        widget=forms.RadioSelect,
+    )
+
+    class Meta:
+        model = Dispute
+        fields = ("decision", "amount", "direction", "resolution")
+        help_texts = {
+            "amount": "For an accepted dispute: the amount to adjust, in rupees and paise.",
+            "resolution": "The answer the tenant reads in its portal.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["resolution"].required = True
+        self.fields["amount"].required = False
+        self.fields["direction"].required = False
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("decision") == "accept":
+            if not data.get("amount"):
+                self.add_error("amount", "An accepted dispute needs the amount to adjust.")
+            if not data.get("direction"):
+                self.add_error("direction", "Say whether the tenant is credited or charged.")
+        return data
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    """Tenants raise disputes from the portal; finance answers each one here, once."""
+
+    form = DisputeResolveForm
+    list_display = ("statement", "line", "status", "raised_at", "amount", "adjusted_on")
+    list_filter = ("status", "statement__period__coalition")
+    search_fields = ("statement__tenant__name", "reason")
+    list_select_related = ("statement__tenant", "statement__period", "line", "adjusted_on")
+    fixed = ("statement", "line", "reason", "raised_by", "raised_at")
+    answered = ("status", "amount", "direction", "resolution", "resolved_by", "resolved_at",
+                "adjusted_on")  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        open_or_list = obj is None or obj.status == Dispute.Status.OPEN
+        return open_or_list and super().has_change_permission(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.status == Dispute.Status.OPEN:
+            return (*self.fixed, "decision", "amount", "direction", "resolution")
+        return (*self.fixed, *self.answered)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.status == Dispute.Status.OPEN:
+            return self.fixed
+        return (*self.fixed, *self.answered)
+
+    def save_model(self, request: HttpRequest, obj: Dispute, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            answered = dispute_resolve(
+                dispute=obj,
+                accept=data["decision"] == "accept",
+                resolution=data["resolution"],
+                amount=data.get("amount"),
+                direction=data.get("direction") or "",
+                actor=request.user,
+            )
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.detail) from exc
+        for name in ("status", "amount", "direction", "resolution", "resolved_at"):
+            setattr(obj, name, getattr(answered, name))

@@ -6,6 +6,8 @@ either wholly there or not at all. Money is Decimal, rounded half-up to the pais
 statement's amounts are sums of its rounded lines (`domain.md`, rounding).
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -42,6 +44,8 @@ class LineKind(models.TextChoices):
     FEE = "fee", "Programme fee"
     PAYMENT = "payment", "Payments received"
     PAYOUT = "payout", "Payments made to the tenant"
+    ADJUSTMENT_CREDIT = "adjustment_credit", "Adjustment in the tenant's favour"
+    ADJUSTMENT_DEBIT = "adjustment_debit", "Adjustment charged to the tenant"
 
 
 # Each kind's sign in the net amount: + is owed by the tenant to the pool, - by the pool to it.
@@ -53,6 +57,8 @@ LINE_SIGN = {
     LineKind.FEE: 1,
     LineKind.PAYMENT: -1,
     LineKind.PAYOUT: 1,
+    LineKind.ADJUSTMENT_CREDIT: -1,
+    LineKind.ADJUSTMENT_DEBIT: 1,
 }
 
 
@@ -79,6 +85,15 @@ class Statement(models.Model):
     fee = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     payments = models.DecimalField(
         max_digits=14, decimal_places=2, default=0, help_text="Received less paid out."
+    )
+    adjustments = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Resolved disputes: charged to the tenant less credited to it.",
+    )
+    final = models.BooleanField(
+        default=False, help_text="The tenant's last statement as a trading tenant (it exited)."
     )
     net_amount = models.DecimalField(max_digits=14, decimal_places=2)
     statement_date = models.DateField()
@@ -174,6 +189,62 @@ class ArrearsWaiver(models.Model):
         return f"Waiver on {self.statement}"
 
 
+class Dispute(models.Model):
+    """A tenant questioning one line of a statement, from the portal. Finance resolves it: an
+    accepted dispute's amount becomes an adjustment line on the tenant's next statement (a
+    closed month never changes); a rejected one says why."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted: adjusted on the next statement"
+        REJECTED = "rejected", "Rejected"
+
+    class Direction(models.TextChoices):
+        CREDIT = "credit", "In the tenant's favour"
+        DEBIT = "debit", "Charged to the tenant"
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="disputes")
+    line = models.ForeignKey(StatementLine, on_delete=models.PROTECT, related_name="disputes")
+    reason = models.TextField(help_text="What the tenant says is wrong.")
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    raised_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    resolution = models.TextField(blank=True, default="", help_text="Finance's answer.")
+    amount = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0, help_text="The adjustment, when accepted."
+    )
+    direction = models.CharField(max_length=10, choices=Direction.choices, blank=True, default="")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    adjusted_on = models.ForeignKey(
+        Statement,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adjustments_from",
+        help_text="The statement that carries the adjustment (set by the close).",
+    )
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="open", resolved_at__isnull=True, amount=0)
+                | Q(status="rejected", resolved_at__isnull=False, amount=0)
+                | Q(status="accepted", resolved_at__isnull=False, amount__gt=0)
+                & Q(direction__in=["credit", "debit"]),
+                name="dispute_resolution_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute on {self.statement}: {self.get_status_display()}"
+
+
 class Reconciliation(models.Model):
     """The proof of one closed month: the liability rolled forward, the pool against the points
     outstanding, lots per funding tenant, and `ledger_verify`. A run never corrects anything: it
@@ -202,11 +273,65 @@ class Reconciliation(models.Model):
         help_text="Members' cached balances, less what was posted after the month."
     )
     by_tenant = models.JSONField(default=list, help_text="Lots per funding tenant, rolled forward.")
+    # The operator's figures for the month (`domain.md`): + is the operator's gain.
+    margin_value = models.DecimalField(
+        max_digits=16, decimal_places=4, default=0, help_text="Issuers' price above nominal."
+    )
+    variance_value = models.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        default=0,
+        help_text="Redemption variance: nominal less the redeemers' reimbursement.",
+    )
+    breakage_value = models.DecimalField(max_digits=16, decimal_places=4, default=0)
+    campaign_value = models.DecimalField(
+        max_digits=16, decimal_places=4, default=0, help_text="Operator-funded points (a cost)."
+    )
+    other_value = models.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        default=0,
+        help_text="Manual point adjustments and points forfeited on erasure.",
+    )
+    fee_value = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0, help_text="Programme fees billed."
+    )
+    statement_adjustment_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Dispute adjustments on statements: charged less credited to tenants.",
+    )
     discrepancies = models.JSONField(default=list)
-    balanced = models.BooleanField()
+    ledger_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When `ledger_verify` ran for this record."
+    )
+    balanced = models.BooleanField(
+        null=True, help_text="Empty while the ledger check is still to run."
+    )
 
     class Meta:
         ordering = ["-period__month", "-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.period}: {'balanced' if self.balanced else 'DISCREPANCIES'}"
+        return f"{self.period}: {self.verdict}"
+
+    @property
+    def verdict(self) -> str:
+        if self.balanced:
+            return "balanced"
+        if self.balanced is None:
+            return "figures balance, ledger check pending"
+        return "DISCREPANCIES"
+
+    @property
+    def operator_total(self) -> Decimal:
+        return (
+            self.margin_value
+            + self.variance_value
+            + self.breakage_value
+            + self.campaign_value
+            + self.other_value
+            + self.fee_value
+            + self.statement_adjustment_value
+        )

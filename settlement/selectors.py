@@ -15,7 +15,7 @@ from django.http import Http404
 from coalition.models import JournalKind
 from coalition.money import money_round
 from coalition.rows import fetch_all
-from settlement.models import LINE_SIGN, LineKind, Statement, StatementLine
+from settlement.models import LINE_SIGN, Dispute, LineKind, Statement, StatementLine
 from tenants.models import Tenant, TenantCategory
 
 OTHER_CATEGORIES = "Other categories"
@@ -37,6 +37,27 @@ def statement_get_for_tenant(tenant: Tenant, statement_id: int) -> Statement:
     return found
 
 
+def statement_line_get_for_tenant(tenant: Tenant, statement_id: int, line_id: int) -> StatementLine:
+    """A line of the tenant's own statement; anything else is not found (404)."""
+    found = (
+        StatementLine.objects.select_related("statement")
+        .filter(pk=line_id, statement_id=statement_id, statement__tenant=tenant)
+        .first()
+    )
+    if found is None:
+        raise Http404("No such statement line.")
+    return found
+
+
+def disputes_for_statement(statement: Statement) -> QuerySet[Dispute]:
+    """The disputes raised on a statement (read through `statement_get_for_tenant` first)."""
+    return (
+        Dispute.objects.filter(statement=statement)
+        .select_related("line", "adjusted_on__period")
+        .order_by("-raised_at")
+    )
+
+
 @dataclass(frozen=True)
 class CategoryRow:
     category: str
@@ -47,6 +68,7 @@ class CategoryRow:
 
 @dataclass(frozen=True)
 class ShownLine:
+    pk: int
     label: str
     rate: Decimal | None
     count: int
@@ -67,6 +89,7 @@ class StatementDocument:
 def statement_document(statement: Statement) -> StatementDocument:
     lines = [
         ShownLine(
+            pk=line.pk,
             label=str(LineKind(line.kind).label),
             rate=line.rate,
             count=line.count,

@@ -4,7 +4,12 @@ import logging
 
 from celery import shared_task
 
-from settlement.services import arrears_apply, periods_close_due
+from settlement.services import (
+    arrears_apply,
+    periods_close_due,
+    reconciliation_verify,
+    reconciliations_verify_pending,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +20,16 @@ def periods_close_due_task() -> int:
     periods = periods_close_due()
     for period in periods:
         logger.info("closed %s of %s", period, period.coalition_id)
+    # The ledger check of each new reconciliation was queued at its close; this catches any
+    # whose message the broker lost.
+    reconciliations_verify_pending()
     return len(periods)
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def reconciliation_verify_task(reconciliation_id: int) -> bool | None:
+    """The reconciliation's second step, queued by the close: `ledger_verify`."""
+    return reconciliation_verify(reconciliation_id)
 
 
 @shared_task(soft_time_limit=30 * 60, time_limit=35 * 60)

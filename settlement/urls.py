@@ -9,4 +9,9 @@ urlpatterns = [
     path("statements/<int:statement_id>/", views.statement_detail, name="statement"),
     path("statements/<int:statement_id>/csv/", views.statement_csv_download, name="statement_csv"),
     path("statements/<int:statement_id>/pdf/", views.statement_pdf_download, name="statement_pdf"),
+    path(
+        "statements/<int:statement_id>/dispute/",
+        views.statement_dispute,
+        name="statement_dispute",
+    ),
 ]

@@ -111,6 +111,15 @@ def test_tenant_b_gets_404_for_every_one_of_tenant_as_urls(portal, till_a):
     assert b.post(reverse("portal:key_issue", args=[till_a.pk])).status_code == 404
     assert b.post(reverse("portal:key_rotate", args=[key.pk])).status_code == 404
     assert b.post(reverse("portal:key_revoke", args=[key.pk])).status_code == 404
+    a_line = statement.lines.first()
+    dispute = {"line": a_line.pk, "reason": "not ours"}
+    url = reverse("portal:statement_dispute", args=[statement.pk])
+    assert b.post(url, dispute).status_code == 404
+    # A's line under B's own statement is not found either.
+    b_statement = Statement.objects.get(period=statement.period, tenant__slug="food-court")
+    url = reverse("portal:statement_dispute", args=[b_statement.pk])
+    assert b.post(url, dispute).status_code == 404
+    assert not a_line.disputes.exists()
     # Nothing happened to A's key, and A's statement is not in B's list.
     assert not TillKey.objects.get(pk=key.pk).revoked
     assert TillKey.objects.filter(till=till_a).count() == 1

@@ -38,6 +38,7 @@ SETTLEMENT_VIEW = frozenset(
         "settlement.view_reconciliation",
         "settlement.view_payment",
         "settlement.view_arrearswaiver",
+        "settlement.view_dispute",
     }
 )
 
@@ -94,6 +95,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             # Records payments both ways, and lifts arrears with a reason.
             "settlement.add_payment",
             "settlement.add_arrearswaiver",
+            "settlement.change_dispute",
         }
     ),
     # Helps shoppers: enrols and finds members, merges duplicates, asks for adjustments (never

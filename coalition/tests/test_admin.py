@@ -45,6 +45,7 @@ from settlement.models import Payment
 from settlement.services import (
     arrears_apply,
     arrears_waive,
+    dispute_raise,
     last_ended_month,
     month_bounds,
     payment_record,
@@ -110,9 +111,10 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
         tenant=till_a.tenant, direction=Payment.Direction.RECEIVED, amount=Decimal("1.00"),
         reference="UTR-1", received_on=timezone.localdate(), actor=staff,
     )  # fmt: skip
-    tenant_user_create(
+    portal_user = tenant_user_create(
         tenant=till_a.tenant, username="portal-a", role="manager", password="long enough pw"
     )
+    dispute_raise(tenant_user=portal_user, line=owed.lines.first(), reason="Not ours")
     return coalition
 
 

@@ -50,6 +50,7 @@ EXPECTED = {
         "settlement.view_reconciliation",
         "settlement.view_payment",
         "settlement.view_arrearswaiver",
+        "settlement.view_dispute",
     },
     "Finance": {
         "coalition.view_journal",
@@ -67,8 +68,10 @@ EXPECTED = {
         "settlement.view_reconciliation",
         "settlement.view_payment",
         "settlement.view_arrearswaiver",
+        "settlement.view_dispute",
         "settlement.add_payment",
         "settlement.add_arrearswaiver",
+        "settlement.change_dispute",
     },
     "Support": {
         "members.view_member",

@@ -9,6 +9,7 @@ from settlement.services.close import (
     period_close,
     periods_close_due,
 )
+from settlement.services.disputes import dispute_raise, dispute_resolve
 from settlement.services.payments import (
     arrears_apply,
     arrears_waive,
@@ -16,12 +17,18 @@ from settlement.services.payments import (
     tenant_overdue_statement,
     tenant_unpaid_statement,
 )
-from settlement.services.reconciliation import reconciliation_run
+from settlement.services.reconciliation import (
+    reconciliation_run,
+    reconciliation_verify,
+    reconciliations_verify_pending,
+)
 
 __all__ = [
     "CloseInProgress",
     "arrears_apply",
     "arrears_waive",
+    "dispute_raise",
+    "dispute_resolve",
     "first_open_month",
     "last_ended_month",
     "month_bounds",
@@ -30,6 +37,8 @@ __all__ = [
     "period_close",
     "periods_close_due",
     "reconciliation_run",
+    "reconciliation_verify",
+    "reconciliations_verify_pending",
     "tenant_overdue_statement",
     "tenant_unpaid_statement",
 ]

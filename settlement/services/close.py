@@ -12,7 +12,7 @@ row. Two closes of one coalition never run at once: they take a database claim.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -23,24 +23,31 @@ from django.utils import timezone
 
 from coalition.claims import job_claim
 from coalition.errors import InvalidRequest
-from coalition.models import AccountKind, Coalition, Journal, JournalKind
+from coalition.models import Coalition, Journal, JournalKind
+from coalition.models.ledger import TENANT_KINDS
 from coalition.money import money_round
 from coalition.rows import fetch_all
 from coalition.services.ledger import ledger_freeze
 from coalition.services.programme import add_months, local_date
 from settlement.models import (
     LINE_SIGN,
+    Dispute,
     LineKind,
     Payment,
     Period,
     Statement,
     StatementLine,
 )
-from settlement.services.reconciliation import reconciliation_run
+from settlement.services.movements import Movement
+from settlement.services.reconciliation import (
+    period_movements,
+    reconciliation_run,
+    reconciliation_verify_enqueue,
+)
 from tenants.models import Tenant
 
 # Which statement line a journal on a tenant's account makes.
-_LINE_OF_JOURNAL = {
+_LINE_OF_JOURNAL: dict[str, str] = {
     JournalKind.EARN: LineKind.ISSUED,
     JournalKind.EARN_REVERSAL: LineKind.ISSUED_REVERSED,
     JournalKind.BURN: LineKind.HONOURED,
@@ -147,8 +154,11 @@ def _close_one(coalition: Coalition, month: date, now: datetime) -> Period:
                 coalition=coalition, posted_at__gte=starts_at, posted_at__lt=ends_at
             ).count(),
         )
-        _statements_write(coalition, period)
-        reconciliation_run(period)
+        # One pass over the month's entries feeds the statements and the reconciliation.
+        scanned = period_movements(period)
+        _statements_write(coalition, period, scanned[1])
+        reconciliation = reconciliation_run(period, scanned)
+        reconciliation_verify_enqueue(reconciliation.pk)
     return period
 
 
@@ -159,39 +169,22 @@ class _Line:
     count: int
     points: int
     amount: Decimal
+    disputes: list[int] = field(default_factory=list)  # an adjustment line's disputes
 
 
-def _posting_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line]]:
-    """Every tenant's issued and honoured lines for the month, per journal kind and rate, from
-    one aggregate over the entries on tenant accounts."""
-    rows = fetch_all(
-        """
-        SELECT a.tenant_id, j.kind,
-            CASE WHEN a.kind = %s THEN j.price_per_point ELSE j.reimbursement_per_point END,
-            count(DISTINCT j.id), abs(sum(e.points)), abs(sum(e.value))
-        FROM coalition_journal j
-        JOIN coalition_entry e ON e.journal_id = j.id
-        JOIN coalition_account a ON a.id = e.account_id
-        WHERE j.coalition_id = %s AND j.posted_at >= %s AND j.posted_at < %s
-            AND a.kind IN (%s, %s)
-        GROUP BY 1, 2, 3
-        ORDER BY 1, 2, 3
-        """,
-        [
-            AccountKind.TENANT_ISSUED,
-            coalition.pk,
-            period.starts_at,
-            period.ends_at,
-            AccountKind.TENANT_ISSUED,
-            AccountKind.TENANT_REDEEMED,
-        ],
-    )
+def _posting_lines(movements: list[Movement]) -> dict[int, list[_Line]]:
+    """Every tenant's issued and honoured lines for the month, per journal kind and rate: the
+    groups of the month's entries on tenant accounts."""
     lines: dict[int, list[_Line]] = defaultdict(list)
-    for tenant_id, journal_kind, rate, count, points, value in rows:
-        kind = _LINE_OF_JOURNAL.get(journal_kind)
+    for move in movements:
+        if move.before_month or move.account_kind not in TENANT_KINDS or move.tenant_id is None:
+            continue
+        kind = _LINE_OF_JOURNAL.get(move.journal_kind)
         if kind is None:
-            raise ValueError(f"A {journal_kind} journal moved a tenant account.")
-        lines[tenant_id].append(_Line(kind, rate, int(count), int(points), money_round(value)))
+            raise ValueError(f"A {move.journal_kind} journal moved a tenant account.")
+        lines[move.tenant_id].append(
+            _Line(kind, move.rate, move.count, abs(move.points), money_round(abs(move.value)))
+        )
     return lines
 
 
@@ -212,9 +205,36 @@ def _payment_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line
     return lines
 
 
-def _statements_write(coalition: Coalition, period: Period) -> None:
-    postings = _posting_lines(coalition, period)
+def _adjustment_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line]]:
+    """Disputes accepted before the month's end and not yet on a statement, per tenant and
+    direction; each line keeps the ids of its disputes, so exactly those are marked."""
+    found = Dispute.objects.filter(
+        statement__period__coalition=coalition,
+        status=Dispute.Status.ACCEPTED,
+        adjusted_on__isnull=True,
+        resolved_at__lt=period.ends_at,
+    ).values_list("pk", "statement__tenant_id", "direction", "amount")
+    lines: dict[int, list[_Line]] = defaultdict(list)
+    for pk, tenant_id, direction, amount in found.order_by("statement__tenant_id", "pk"):
+        kind = (
+            LineKind.ADJUSTMENT_CREDIT
+            if direction == Dispute.Direction.CREDIT
+            else LineKind.ADJUSTMENT_DEBIT
+        )
+        line = next((ln for ln in lines[tenant_id] if ln.kind == kind), None)
+        if line is None:
+            line = _Line(kind, None, 0, 0, Decimal("0.00"))
+            lines[tenant_id].append(line)
+        line.count += 1
+        line.amount += amount
+        line.disputes.append(pk)
+    return lines
+
+
+def _statements_write(coalition: Coalition, period: Period, movements: list[Movement]) -> None:
+    postings = _posting_lines(movements)
     payments = _payment_lines(coalition, period)
+    adjustments = _adjustment_lines(coalition, period)
     previous = {
         statement.tenant_id: statement.net_amount
         for statement in Statement.objects.filter(
@@ -224,12 +244,27 @@ def _statements_write(coalition: Coalition, period: Period) -> None:
     statement_date = period.ends_at.astimezone(ZoneInfo(coalition.time_zone)).date()
     due_on = statement_date + timedelta(days=coalition.payment_terms_days)
     fee_rate = coalition.programme_fee_percent / Decimal(100)
-    # Every tenant that existed by the month's end, and any other with lines or a balance.
+    following = add_months(period.month, 1)
+    had_final = set(
+        Statement.objects.filter(period__coalition=coalition, final=True).values_list(
+            "tenant_id", flat=True
+        )
+    )
+    # Every tenant in the programme during the month (created before its end, not out before
+    # its start), and any other with lines or a balance still to settle.
+    moving = [*postings, *payments, *adjustments]
+    owing = [tenant_id for tenant_id, balance in previous.items() if balance]
     tenants = Tenant.objects.filter(coalition=coalition).filter(
-        Q(created_at__lt=period.ends_at) | Q(pk__in=[*postings, *payments, *previous])
+        Q(created_at__lt=period.ends_at, exit_on__isnull=True)
+        | Q(created_at__lt=period.ends_at, exit_on__gt=period.month)
+        | Q(pk__in=[*moving, *owing])
     )
     for tenant in tenants.order_by("pk"):
-        lines = [*postings.get(tenant.pk, []), *payments.get(tenant.pk, [])]
+        lines = [
+            *postings.get(tenant.pk, []),
+            *payments.get(tenant.pk, []),
+            *adjustments.get(tenant.pk, []),
+        ]
         issued = _total(lines, LineKind.ISSUED) - _total(lines, LineKind.ISSUED_REVERSED)
         fee = money_round(issued * fee_rate) if issued > 0 else Decimal(0)
         if fee:
@@ -250,6 +285,11 @@ def _statements_write(coalition: Coalition, period: Period) -> None:
             - _total(lines, LineKind.HONOURED_REVERSED),
             fee=fee,
             payments=_total(lines, LineKind.PAYMENT) - _total(lines, LineKind.PAYOUT),
+            adjustments=_total(lines, LineKind.ADJUSTMENT_DEBIT)
+            - _total(lines, LineKind.ADJUSTMENT_CREDIT),
+            final=tenant.exit_on is not None
+            and tenant.exit_on <= following
+            and tenant.pk not in had_final,
             net_amount=net,
             statement_date=statement_date,
             due_on=due_on,
@@ -265,6 +305,9 @@ def _statements_write(coalition: Coalition, period: Period) -> None:
             )
             for line in lines
         )
+        adjusted = [pk for line in adjustments.get(tenant.pk, []) for pk in line.disputes]
+        if adjusted:
+            Dispute.objects.filter(pk__in=adjusted).update(adjusted_on=statement)
 
 
 def _total(lines: list[_Line], kind: str) -> Decimal:

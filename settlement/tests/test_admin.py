@@ -9,7 +9,7 @@ from django.urls import reverse
 from coalition.services.staff import FINANCE, PROGRAMME_MANAGER
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from settlement.models import ArrearsWaiver, Payment, Period, Statement
-from settlement.services import arrears_apply, period_close
+from settlement.services import arrears_apply, period_close, reconciliations_verify_pending
 from settlement.tests.test_close import NOW, _month, burn, earn
 from tenants.models import Tenant
 
@@ -29,6 +29,10 @@ def test_finance_sees_the_month_its_reconciliation_and_statements(
 
     page = client.get(reverse("admin:settlement_period_change", args=[period.pk]))
     assert page.status_code == 200
+    assert b"Figures balance; ledger check pending" in page.content
+    assert b"The operator&#x27;s result for the month" in page.content
+    reconciliations_verify_pending()
+    page = client.get(reverse("admin:settlement_period_change", args=[period.pk]))
     assert b"Balanced" in page.content
     listing = client.get(reverse("admin:settlement_period_changelist"))
     assert b"Balanced" in listing.content

@@ -274,6 +274,7 @@ def test_close_period_command_prints_each_statement(coalition, till_a, till_b, m
     assert f"{start:%B %Y} closed (2 journals)" in printed
     assert "Apparel Co: 40.00 (tenant pays the pool)" in printed
     assert "Food Court: -40.00 (the pool pays the tenant)" in printed
+    assert "Reconciliation: balanced" in printed
     with pytest.raises(CommandError, match="YYYY-MM"):
         call_command("close_period", "--month", "October")
     with pytest.raises(CommandError, match="has not ended"):
@@ -308,3 +309,29 @@ def test_the_close_runs_on_a_real_worker_through_the_broker(coalition, till_a, m
             time.sleep(0.2)
     period = Period.objects.get(coalition=coalition, month=start.date())
     assert statement(period, till_a).net_amount == Decimal("40.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ledger_check_is_queued_at_the_close_and_run_by_a_worker(coalition, till_a, member):
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from coalition.celery import app
+    from settlement.models import Reconciliation
+
+    start, _ = _month(coalition)
+    earn(till_a, member, "4000.00", "A-1", start + timedelta(days=2))
+    # Closed by the service alone: the check waits on the broker for a worker.
+    period = period_close(coalition, start.date(), now=NOW)
+    found = Reconciliation.objects.get(period=period)
+    assert found.ledger_checked_at is None and found.balanced is None
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found.refresh_from_db()
+            if found.ledger_checked_at is not None:
+                break
+            time.sleep(0.2)
+    assert found.ledger_checked_at is not None
+    assert found.balanced is True

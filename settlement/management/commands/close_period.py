@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coalition.cli import add_coalition_argument, coalition_for_command
 from coalition.errors import DomainError
-from settlement.services import CloseInProgress, period_close
+from settlement.services import CloseInProgress, period_close, reconciliations_verify_pending
 
 
 def _month(value: str) -> date:
@@ -37,6 +37,13 @@ class Command(BaseCommand):
         except CloseInProgress as exc:
             raise CommandError(f"{exc} Try again when it has finished.") from exc
         self.stdout.write(f"{coalition.name}: {period} closed ({period.journals} journals)")
+        self.stdout.write("Checking the ledger (every entry ever written)...")
+        reconciliations_verify_pending()
+        found = period.reconciliations.order_by("-created_at").first()
+        if found is not None:
+            self.stdout.write(f"  Reconciliation: {found.verdict}")
+            for problem in found.discrepancies:
+                self.stdout.write(f"    {problem}")
         for statement in period.statements.select_related("tenant").order_by("tenant__name"):
             self.stdout.write(
                 f"  {statement.tenant.name}: {statement.net_amount} "
