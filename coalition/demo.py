@@ -43,6 +43,7 @@ from coalition.services import (
     points_earn,
     points_reverse,
 )
+from coalition.services.notices import expiry_notices_queue
 from coalition.services.programme import add_months
 from consent.models import ConsentChannel, ConsentPurpose
 from consent.services import consents_record
@@ -405,8 +406,13 @@ class _Builder:
             self._merges({index: members[pk] for index, pk in kept.items()})
             closed = next(shop.tenant for shop in self.shops if shop.tenant.name == CLOSED)
             tenant_set_status(tenant=closed, status=TenantStatus.EXITED, actor=self.admin)
+        # The notices went out a window before the sweep (expiry is never silent); then the
+        # notices of what expires next, as the daily job records them today.
+        window = timedelta(days=self.coalition.expiry_notice_days)
+        expiry_notices_queue(now=self.now - window, coalition=self.coalition)
         expired = lots_expire(as_of=self.now, coalition=self.coalition)
-        self.progress(f"  expiry sweep: {expired:,} points expired")
+        noticed = expiry_notices_queue(now=self.now, coalition=self.coalition)
+        self.progress(f"  expiry sweep: {expired:,} points expired; {noticed:,} members noticed")
         return self.coalition
 
     def _members_load(self) -> dict[int, UUID]:

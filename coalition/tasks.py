@@ -9,6 +9,7 @@ from coalition.claims import job_claim
 from coalition.services import lots_expire, points_release
 from coalition.services.batches import batch_process, batches_resume
 from coalition.services.idempotency import idempotency_records_purge
+from coalition.services.notices import expiry_notices_queue, expiry_notices_send
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,21 @@ def lots_expire_task() -> int:
         points = lots_expire()
         logger.info("lots_expire expired %s points", points)
         return points
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def expiry_notices_task() -> dict[str, int]:
+    """Record the notices of points expiring within each coalition's window, then send them."""
+    recorded = expiry_notices_queue()
+    sent = expiry_notices_send()
+    logger.info("expiry notices: %s recorded, sent %s", recorded, sent)
+    return {"recorded": recorded, **sent}
+
+
+@shared_task(soft_time_limit=10 * 60, time_limit=12 * 60)
+def expiry_notices_send_task() -> dict[str, int]:
+    """Send queued notices: a retry of failed deliveries, and any the daily run left."""
+    return expiry_notices_send()
 
 
 @shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)

@@ -14,6 +14,7 @@ from coalition.celery import app
 from coalition.claims import job_claim
 from coalition.models import Journal, JournalKind
 from coalition.services import points_earn
+from coalition.services.notices import expiry_notices_queue
 from coalition.tasks import lots_expire_task
 from members.selectors import member_balances
 
@@ -39,6 +40,8 @@ def test_expiry_runs_on_a_real_worker_through_the_broker(till_a, member):
         occurred_at=long_ago,
         now=long_ago,
     )
+    # Its expiry notice was recorded more than the notice window (30 days) ago.
+    expiry_notices_queue(now=datetime.now(ZoneInfo("Asia/Kolkata")) - timedelta(days=31))
     # When the task is queued on the broker and a worker picks it up
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         lots_expire_task.delay()
@@ -65,6 +68,8 @@ def test_overlapping_run_is_skipped_by_the_claim(till_a, member):
         occurred_at=long_ago,
         now=long_ago,
     )
+    # Its expiry notice was recorded more than the notice window (30 days) ago.
+    expiry_notices_queue(now=datetime.now(ZoneInfo("Asia/Kolkata")) - timedelta(days=31))
     results: list[int] = []
 
     def second_run() -> None:

@@ -45,6 +45,7 @@ from coalition.models import (
 )
 from coalition.selectors import ledger_verify
 from coalition.services import lots_expire, points_burn, points_earn, points_reverse
+from coalition.services.notices import expiry_notices_queue
 from members.models import Member, MemberStatus, MergeRecord
 from members.selectors import member_balances
 from members.services import members_merge
@@ -562,6 +563,8 @@ def test_expiry_sweep_racing_burns_never_takes_the_same_points(
     today = timezone.localdate(timezone.now(), timezone=ZoneInfo(coalition.time_zone))
     assert due_lot.expires_on is not None and due_lot.expires_on < today
     assert fresh_lot.expires_on is not None and fresh_lot.expires_on > today
+    # Its expiry notice was recorded more than the notice window ago.
+    assert expiry_notices_queue(now=timezone.now() - timedelta(days=31)) == 1
 
     # When two sweeps run while eight tills burn 30 points each (burns take the due lot first)
     def sweep() -> Any:

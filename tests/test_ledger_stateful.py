@@ -46,6 +46,7 @@ from coalition.services import (
     points_earn,
     points_reverse,
 )
+from coalition.services.notices import expiry_notices_queue
 from coalition.tests.factories import CoalitionFactory
 from members.models import Member
 from members.services import members_merge
@@ -79,7 +80,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self._atomic.__enter__()
         self.clock = START
         self.receipts = itertools.count(1)
-        self.coalition = CoalitionFactory.create()
+        self.coalition = CoalitionFactory.create(expiry_notice_days=0)
         self.tills: list[Till] = [
             TillFactory.create(tenant=TenantFactory.create(coalition=self.coalition))
             for _ in range(2)
@@ -431,6 +432,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self._sweep()
 
     def _sweep(self) -> None:
+        # Notices with a window of 0 days (set up in `__init__`): the model knows no notices.
+        expiry_notices_queue(now=self.clock, coalition=self.coalition)
         expired = lots_expire(as_of=self.clock, coalition=self.coalition)
         assert expired == self.model.expire(now=self.clock)
         event(f"sweep: {'expired points' if expired else 'nothing due'}")

@@ -1,15 +1,22 @@
 """Expiry: FIFO lots, part-consumed lots, idempotent catch-up, breakage."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coalition.models import Account, AccountKind, Coalition, ExpiryPolicy, JournalKind, Lot
 from coalition.services import lots_expire, points_burn, points_earn, points_reverse
+from coalition.services.notices import expiry_notices_queue
 from coalition.services.programme import lot_expiry
 from members.selectors import member_balances, member_expiring
 
 IST = ZoneInfo("Asia/Kolkata")
+
+
+def sweep(as_of: datetime) -> int:
+    """The daily jobs as they would have run: the notice recorded a window before the sweep."""
+    expiry_notices_queue(now=as_of - timedelta(days=30))
+    return lots_expire(as_of=as_of)
 
 
 def at(year, month, day, hour=12):
@@ -47,9 +54,9 @@ def test_expiry_of_part_consumed_lots(till_a, till_b, member, assert_ledger_clea
     assert jan_lot.expires_on == date(2026, 1, 9)
     assert (jan_lot.remaining, Lot.objects.get(pk=mar_lot.pk).remaining) == (0, 20)
     # The January lot is spent; nothing is due on its last day
-    assert lots_expire(as_of=at(2026, 1, 9, 23)) == 0
+    assert sweep(as_of=at(2026, 1, 9, 23)) == 0
     # When the sweep runs after the March lot's last day
-    assert lots_expire(as_of=at(2026, 3, 5, 0)) == 20
+    assert sweep(as_of=at(2026, 3, 5, 0)) == 20
     # Then only what remained of it expires, to the breakage account
     assert member_balances(member).balance == 0
     breakage = Account.objects.get(coalition=member.coalition, kind=AccountKind.BREAKAGE)
@@ -57,7 +64,7 @@ def test_expiry_of_part_consumed_lots(till_a, till_b, member, assert_ledger_clea
         (20, JournalKind.EXPIRE)
     ]
     # And a rerun expires nothing more
-    assert lots_expire(as_of=at(2026, 4, 1)) == 0
+    assert sweep(as_of=at(2026, 4, 1)) == 0
     assert_ledger_clean(member.coalition)
 
 
@@ -71,7 +78,7 @@ def test_sweep_catches_up_on_everything_due(till_a, member, assert_ledger_clean)
             occurred_at=at(2024, month, 1),
             now=at(2024, month, 1),
         )
-    assert lots_expire(as_of=at(2025, 6, 1)) == 30
+    assert sweep(as_of=at(2025, 6, 1)) == 30
     assert_ledger_clean(member.coalition)
 
 
@@ -121,8 +128,8 @@ def test_sliding_expiry_moves_with_activity(coalition, till_a, member):
         now=at(2025, 5, 1),
     )
     assert Lot.objects.get(journal=first.journal).expires_on == date(2025, 10, 31)
-    assert lots_expire(as_of=at(2025, 9, 1)) == 0
-    assert lots_expire(as_of=at(2025, 11, 2)) == 20
+    assert sweep(as_of=at(2025, 9, 1)) == 0
+    assert sweep(as_of=at(2025, 11, 2)) == 20
 
 
 def test_refund_after_expiry_takes_the_points_back_from_breakage(
@@ -146,7 +153,7 @@ def test_refund_after_expiry_takes_the_points_back_from_breakage(
         occurred_at=at(2025, 2, 1),
         now=at(2025, 2, 1),
     )
-    assert lots_expire(as_of=at(2026, 2, 1)) == 30
+    assert sweep(as_of=at(2026, 2, 1)) == 30
     # When the purchase is refunded in two parts
     first = points_reverse(
         original=earned.journal,
@@ -194,5 +201,5 @@ def test_a_voided_burn_under_sliding_expiry_gets_a_fresh_date(coalition, till_a,
     points_reverse(original=spent.journal, tenant=till_b.tenant, reason="void", now=at(2025, 12, 5))
     lot = Lot.objects.get(journal=first.journal)
     assert (lot.remaining, lot.expires_on) == (100, date(2026, 6, 4))
-    assert lots_expire(as_of=at(2025, 12, 6)) == 0
+    assert sweep(as_of=at(2025, 12, 6)) == 0
     assert member_balances(member).balance == 100

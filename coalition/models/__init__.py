@@ -11,6 +11,7 @@ from coalition.models.ledger import (
     Lot,
     LotConsumption,
 )
+from coalition.models.notices import ExpiryNotice, NoticeChannel, NoticeStatus, OutboxMessage
 from coalition.models.programme import BreakagePolicy, Coalition, ExpiryPolicy
 from coalition.models.tills import Batch, BatchLine, BatchStatus, IdempotencyRecord, LineStatus
 
@@ -27,6 +28,7 @@ __all__ = [
     "BreakagePolicy",
     "Coalition",
     "Entry",
+    "ExpiryNotice",
     "ExpiryPolicy",
     "IdempotencyRecord",
     "Journal",
@@ -34,4 +36,7 @@ __all__ = [
     "LineStatus",
     "Lot",
     "LotConsumption",
+    "NoticeChannel",
+    "NoticeStatus",
+    "OutboxMessage",
 ]

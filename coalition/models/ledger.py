@@ -256,6 +256,15 @@ class Lot(models.Model):
     pending_until = models.DateTimeField(
         null=True, blank=True, help_text="Holdback: the moment these points become spendable."
     )
+    notice = models.ForeignKey(
+        "coalition.ExpiryNotice",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The expiry notice that covered this lot: the sweep waits the notice window "
+        "from when it was recorded.",
+    )
 
     class Meta:
         indexes = [

@@ -50,6 +50,23 @@ JOBS = (
         "programme: its keys are revoked (its tills are refused from that day in any case).",
     ),
     Job(
+        name="Record and send expiry notices (daily)",
+        task="coalition.tasks.expiry_notices_task",
+        minute="10",
+        hour="0",
+        expire_seconds=6 * 60 * 60,
+        description="One notice per member with points expiring within the notice window "
+        "(30 days by default); the sweep expires a lot only a window after its notice.",
+    ),
+    Job(
+        name="Send queued expiry notices (every 15 minutes)",
+        task="coalition.tasks.expiry_notices_send_task",
+        minute="*/15",
+        hour="*",
+        expire_seconds=14 * 60,
+        description="Retries notices a channel failed to deliver (up to 5 attempts).",
+    ),
+    Job(
         name="Expire points due (daily)",
         task="coalition.tasks.lots_expire_task",
         minute="15",

@@ -76,6 +76,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_journal",
             "coalition.view_entry",
             "coalition.view_lot",
+            "coalition.view_expirynotice",
             "coalition.view_account",
             "consent.view_consentpurpose",
             "consent.add_consentpurpose",
@@ -110,6 +111,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_adjustmentrequest",
             "coalition.view_journal",
             "coalition.view_lot",
+            "coalition.view_expirynotice",
         }
     ),
     # Answers data-subject requests: who we hold, what they consented to, which records merged.

@@ -164,6 +164,13 @@ TILL_RATE_LIMIT = env.int("TILL_RATE_LIMIT", default=6000)
 IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
 # Batch files are up to 10 MB; a body a little over that still gets a clear problem.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+# Expiry notices (`coalition/channels.py`): the channels tried in order, the first the member
+# has an address for is used; a member with none gets a "no channel" record. Email goes through
+# Django's email backend (`EMAIL_URL`: the console by default, smtp://... in production).
+EXPIRY_NOTICE_CHANNELS = env.list("EXPIRY_NOTICE_CHANNELS", default=["email", "sms"])
+NOTICE_ADAPTERS: dict[str, str] = {}  # channel name -> dotted path of a class, to plug one in
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@localhost")
 # Shared by every web process (rate limits): Redis in production, local memory by default.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 

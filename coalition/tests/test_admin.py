@@ -31,9 +31,11 @@ from coalition.models import (
     JournalKind,
     Lot,
     LotConsumption,
+    OutboxMessage,
 )
 from coalition.services import points_adjust, points_burn, points_earn
 from coalition.services.batches import batch_create
+from coalition.services.notices import expiry_notices_queue
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from coalition.tests.factories import CoalitionFactory
 from consent.models import ConsentPurpose
@@ -115,6 +117,9 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
         tenant=till_a.tenant, username="portal-a", role="manager", password="long enough pw"
     )
     dispute_raise(tenant_user=portal_user, line=owed.lines.first(), reason="Not ours")
+    # Expiry notices: recorded as the daily job would a year on, one sent through the outbox.
+    expiry_notices_queue(now=timezone.now() + timedelta(days=400), coalition=coalition)
+    OutboxMessage.objects.create(channel="sms", recipient="+919812345670", body="Points expire")
     return coalition
 
 

@@ -40,6 +40,7 @@ EXPECTED = {
         "coalition.view_journal",
         "coalition.view_entry",
         "coalition.view_lot",
+        "coalition.view_expirynotice",
         "coalition.view_account",
         "consent.view_consentpurpose",
         "consent.add_consentpurpose",
@@ -82,6 +83,7 @@ EXPECTED = {
         "coalition.view_adjustmentrequest",
         "coalition.view_journal",
         "coalition.view_lot",
+        "coalition.view_expirynotice",
     },
     "Privacy officer": {
         "members.view_member",

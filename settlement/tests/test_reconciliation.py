@@ -7,6 +7,7 @@ from django.db import connection
 
 from coalition.models import AccountKind, Entry
 from coalition.services import lots_expire
+from coalition.services.notices import expiry_notices_queue
 from settlement.models import Reconciliation
 from settlement.services import (
     period_close,
@@ -113,6 +114,7 @@ def test_months_chain_and_expiry_rolls_forward(coalition, till_a, member):
     assert closings == [10] * Period.objects.count() and len(closings) >= 2
 
     # The sweep posts now, in the open month; reconcile that month as it stands.
+    expiry_notices_queue(now=timezone.now() - timedelta(days=30), coalition=coalition)
     assert lots_expire(as_of=timezone.now(), coalition=coalition) == 10
     this_start, this_end = month_bounds(coalition, timezone.localdate(NOW))
     current = Period.objects.create(
