@@ -95,6 +95,7 @@ OPERATOR_FIGURES = (
     ("variance_value", "Redemption variance: the point's value above reimbursements"),
     ("fee_value", "Programme fees billed"),
     ("breakage_value", "Breakage: points expired"),
+    ("breakage_returned_value", "Breakage returned to the funding tenants"),
     ("campaign_value", "Campaign points the operator funded"),
     ("other_value", "Manual point adjustments and forfeits"),
     ("statement_adjustment_value", "Dispute adjustments on statements"),

@@ -46,6 +46,7 @@ class LineKind(models.TextChoices):
     PAYOUT = "payout", "Payments made to the tenant"
     ADJUSTMENT_CREDIT = "adjustment_credit", "Adjustment in the tenant's favour"
     ADJUSTMENT_DEBIT = "adjustment_debit", "Adjustment charged to the tenant"
+    BREAKAGE_RETURNED = "breakage_returned", "Breakage returned (points it funded that expired)"
 
 
 # Each kind's sign in the net amount: + is owed by the tenant to the pool, - by the pool to it.
@@ -59,6 +60,7 @@ LINE_SIGN = {
     LineKind.PAYOUT: 1,
     LineKind.ADJUSTMENT_CREDIT: -1,
     LineKind.ADJUSTMENT_DEBIT: 1,
+    LineKind.BREAKAGE_RETURNED: -1,
 }
 
 
@@ -91,6 +93,12 @@ class Statement(models.Model):
         decimal_places=2,
         default=0,
         help_text="Resolved disputes: charged to the tenant less credited to it.",
+    )
+    breakage_returned = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Under the return-breakage policy: the expired value of points it funded.",
     )
     final = models.BooleanField(
         default=False, help_text="The tenant's last statement as a trading tenant (it exited)."
@@ -293,6 +301,12 @@ class Reconciliation(models.Model):
         default=0,
         help_text="Manual point adjustments and points forfeited on erasure.",
     )
+    breakage_returned_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Breakage returned to funding tenants on their statements (a cost).",
+    )
     fee_value = models.DecimalField(
         max_digits=14, decimal_places=2, default=0, help_text="Programme fees billed."
     )
@@ -330,6 +344,7 @@ class Reconciliation(models.Model):
             self.margin_value
             + self.variance_value
             + self.breakage_value
+            + self.breakage_returned_value
             + self.campaign_value
             + self.other_value
             + self.fee_value

@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from coalition.claims import job_claim
 from coalition.errors import InvalidRequest
-from coalition.models import Coalition, Journal, JournalKind
+from coalition.models import BreakagePolicy, Coalition, Journal, JournalKind
 from coalition.models.ledger import TENANT_KINDS
-from coalition.money import money_round
+from coalition.money import money_round, money_split
 from coalition.rows import fetch_all
 from coalition.services.ledger import ledger_freeze
 from coalition.services.programme import add_months, local_date
@@ -231,10 +231,36 @@ def _adjustment_lines(coalition: Coalition, period: Period) -> dict[int, list[_L
     return lines
 
 
+def _breakage_lines(coalition: Coalition, period: Period) -> dict[int, list[_Line]]:
+    """Under the return-breakage policy: the value of the points each tenant funded that expired
+    in the month, split to the paisa without losing one (`money_split`)."""
+    if coalition.breakage_policy != BreakagePolicy.FUNDING_TENANTS:
+        return {}
+    rows = fetch_all(
+        """
+        SELECT l.funding_tenant_id, sum(c.points), sum(c.points * j.point_value)
+        FROM coalition_journal j
+        JOIN coalition_lotconsumption c ON c.journal_id = j.id
+        JOIN coalition_lot l ON l.id = c.lot_id
+        WHERE j.coalition_id = %s AND j.kind = %s AND j.posted_at >= %s AND j.posted_at < %s
+            AND l.funding_tenant_id IS NOT NULL
+        GROUP BY 1 HAVING sum(c.points) > 0
+        """,
+        [coalition.pk, JournalKind.EXPIRE, period.starts_at, period.ends_at],
+    )
+    points = {tenant_id: int(expired) for tenant_id, expired, _ in rows}
+    returned = money_split({tenant_id: value for tenant_id, _, value in rows})
+    return {
+        tenant_id: [_Line(LineKind.BREAKAGE_RETURNED, None, 0, points[tenant_id], amount)]
+        for tenant_id, amount in returned.items()
+    }
+
+
 def _statements_write(coalition: Coalition, period: Period, movements: list[Movement]) -> None:
     postings = _posting_lines(movements)
     payments = _payment_lines(coalition, period)
     adjustments = _adjustment_lines(coalition, period)
+    breakage = _breakage_lines(coalition, period)
     previous = {
         statement.tenant_id: statement.net_amount
         for statement in Statement.objects.filter(
@@ -252,7 +278,7 @@ def _statements_write(coalition: Coalition, period: Period, movements: list[Move
     )
     # Every tenant in the programme during the month (created before its end, not out before
     # its start), and any other with lines or a balance still to settle.
-    moving = [*postings, *payments, *adjustments]
+    moving = [*postings, *payments, *adjustments, *breakage]
     owing = [tenant_id for tenant_id, balance in previous.items() if balance]
     tenants = Tenant.objects.filter(coalition=coalition).filter(
         Q(created_at__lt=period.ends_at, exit_on__isnull=True)
@@ -264,6 +290,7 @@ def _statements_write(coalition: Coalition, period: Period, movements: list[Move
             *postings.get(tenant.pk, []),
             *payments.get(tenant.pk, []),
             *adjustments.get(tenant.pk, []),
+            *breakage.get(tenant.pk, []),
         ]
         issued = _total(lines, LineKind.ISSUED) - _total(lines, LineKind.ISSUED_REVERSED)
         fee = money_round(issued * fee_rate) if issued > 0 else Decimal(0)
@@ -287,6 +314,7 @@ def _statements_write(coalition: Coalition, period: Period, movements: list[Move
             payments=_total(lines, LineKind.PAYMENT) - _total(lines, LineKind.PAYOUT),
             adjustments=_total(lines, LineKind.ADJUSTMENT_DEBIT)
             - _total(lines, LineKind.ADJUSTMENT_CREDIT),
+            breakage_returned=_total(lines, LineKind.BREAKAGE_RETURNED),
             final=tenant.exit_on is not None
             and tenant.exit_on <= following
             and tenant.pk not in had_final,

@@ -146,7 +146,9 @@ def reconciliation_run(
     by_tenant, tenant_problems = _lots_by_funding_tenant(period, previous)
     problems += tenant_problems
     billed = Statement.objects.filter(period=period).aggregate(
-        fees=Sum("fee", default=Decimal(0)), adjustments=Sum("adjustments", default=Decimal(0))
+        fees=Sum("fee", default=Decimal(0)),
+        adjustments=Sum("adjustments", default=Decimal(0)),
+        returned=Sum("breakage_returned", default=Decimal(0)),
     )
     return Reconciliation.objects.create(
         period=period,
@@ -167,6 +169,7 @@ def reconciliation_run(
         campaign_value=operator["campaign"],
         other_value=operator["other"],
         fee_value=billed["fees"],
+        breakage_returned_value=-billed["returned"],
         statement_adjustment_value=billed["adjustments"],
         discrepancies=problems,
         balanced=False if problems else None,
