@@ -31,7 +31,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from coalition.models import AdjustmentRequest, Coalition, Journal
+from coalition.models import AdjustmentRequest, Coalition, ExpiryNotice, Journal, NoticeStatus
 from coalition.selectors import Discrepancy, ledger_verify
 from coalition.services import (
     Posting,
@@ -410,6 +410,9 @@ class _Builder:
         # notices of what expires next, as the daily job records them today.
         window = timedelta(days=self.coalition.expiry_notice_days)
         expiry_notices_queue(now=self.now - window, coalition=self.coalition)
+        ExpiryNotice.objects.filter(coalition=self.coalition, status=NoticeStatus.QUEUED).update(
+            status=NoticeStatus.SENT, sent_at=self.now - window
+        )  # history: those went out when they were recorded
         expired = lots_expire(as_of=self.now, coalition=self.coalition)
         noticed = expiry_notices_queue(now=self.now, coalition=self.coalition)
         self.progress(f"  expiry sweep: {expired:,} points expired; {noticed:,} members noticed")

@@ -83,7 +83,7 @@ def test_sms_goes_through_the_outbox_adapter(coalition, till_a):
     earn(till_a, shopper, "4000.00", "1", at(2025, 1, 10))
     expiry_notices_queue(now=at(2025, 12, 25))
 
-    expiry_notices_send()
+    expiry_notices_send(now=at(2025, 12, 26))
 
     notice = ExpiryNotice.objects.get()
     assert (notice.channel, notice.status) == (NoticeChannel.SMS, NoticeStatus.SENT)
@@ -153,10 +153,10 @@ def test_a_failing_channel_is_retried_then_marked_failed(till_a, member):
         earn(till_a, member, "4000.00", "1", at(2025, 1, 10))
         expiry_notices_queue(now=at(2025, 12, 25))
         for attempt in range(1, MAX_ATTEMPTS):
-            assert expiry_notices_send() == {"retry": 1}
+            assert expiry_notices_send(now=at(2025, 12, 26)) == {"retry": 1}
             notice = ExpiryNotice.objects.get()
             assert (notice.status, notice.attempts) == (NoticeStatus.QUEUED, attempt)
-        assert expiry_notices_send() == {NoticeStatus.FAILED: 1}
+        assert expiry_notices_send(now=at(2025, 12, 26)) == {NoticeStatus.FAILED: 1}
         notice = ExpiryNotice.objects.get()
         assert notice.status == NoticeStatus.FAILED
         assert notice.error == "ChannelError: gateway down"
@@ -178,3 +178,18 @@ def test_the_window_is_the_coalitions(coalition, till_a, member, window):
     assert expiry_notices_queue(now=noticed) == 1
     assert lots_expire(as_of=at(2026, 1, 10, 11)) == 0  # a window after the notice: not yet
     assert lots_expire(as_of=at(2026, 1, 10, 13)) == 40
+
+
+def test_a_notice_whose_points_have_all_passed_their_last_day_is_not_sent(till_a, member):
+    earn(till_a, member, "4000.00", "1", at(2025, 1, 10))  # last day 2026-01-09
+    expiry_notices_queue(now=at(2025, 12, 25))
+
+    # The senders were down until after the last day: telling the member now would mislead.
+    assert expiry_notices_send(now=at(2026, 1, 11)) == {NoticeStatus.FAILED: 1}
+
+    notice = ExpiryNotice.objects.get()
+    assert notice.status == NoticeStatus.FAILED
+    assert (
+        notice.error == "Not sent: its last day (2026-01-09) passed before it could be delivered."
+    )
+    assert mail.outbox == []

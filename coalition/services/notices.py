@@ -166,6 +166,15 @@ def _deliver(notice: ExpiryNotice, addresses: dict[str, str], now: datetime) -> 
             status=NoticeStatus.NO_CHANNEL, channel=NoticeChannel.NONE
         )
         return NoticeStatus.NO_CHANNEL
+    last_day = max(date.fromisoformat(row["expires_on"]) for row in notice.lots)
+    if last_day < local_date(notice.coalition, now):
+        # Every point it announces has passed its last day: sending it now would mislead.
+        ExpiryNotice.objects.filter(pk=notice.pk).update(
+            status=NoticeStatus.FAILED,
+            error=f"Not sent: its last day ({last_day}) passed before it could be delivered.",
+        )
+        logger.warning("expiry notice %s went stale before delivery", notice.pk)
+        return NoticeStatus.FAILED
     subject, body = notice_text(notice)
     try:
         sender.send(recipient, subject, body, notice)
