@@ -768,8 +768,7 @@ class Report:
                 "- **`ledger_verify`'s checks**, slowest first: "
                 + ", ".join(self.check_lines())
                 + ".",
-                f"- **Machine**: {report.machine()}; {pg['version']},",
-                f"  {settings}; the script and PostgreSQL share the machine.",
+                *report.machine_lines(pg["version"], settings),
                 END_MARK,
             ]
         )
@@ -857,8 +856,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add(
         "--server",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
-        help="PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s).",
+        default=report.default_server(),
+        help=report.SERVER_HELP,
     )
     add(
         "--database",

@@ -1035,8 +1035,7 @@ class Report:
                 "- **`ledger_verify`'s checks** after the sweep, slowest first: "
                 + ", ".join(self.check_lines(self.timings.checks_after))
                 + ".",
-                f"- **Machine**: {report.machine()}; {pg['version']},",
-                f"  {settings}; the script and PostgreSQL share the machine.",
+                *report.machine_lines(pg["version"], settings),
                 END_MARK,
             ]
         )
@@ -1144,8 +1143,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add(
         "--server",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
-        help="PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s).",
+        default=report.default_server(),
+        help=report.SERVER_HELP,
     )
     add(
         "--database",

@@ -7,6 +7,21 @@ import subprocess
 from contextlib import suppress
 from pathlib import Path
 
+SERVER_HELP = "PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s)."
+
+
+def default_server() -> str:
+    """The PostgreSQL server the benchmarks create their databases on."""
+    return os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+
+
+def machine_lines(version: str, settings: str) -> list[str]:
+    """The docs section's machine bullet for the benchmarks that run in this process."""
+    return [
+        f"- **Machine**: {machine()}; {version},",
+        f"  {settings}; the script and PostgreSQL share the machine.",
+    ]
+
 
 def machine() -> str:
     """`2 CPUs (AMD EPYC ...), 24 GiB RAM`, from /proc where there is one."""

@@ -556,8 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add(
         "--server",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
-        help="PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s).",
+        default=report.default_server(),
+        help=report.SERVER_HELP,
     )
     add(
         "--database",
