@@ -10,6 +10,7 @@ from coalition.services import lots_expire, points_release
 from coalition.services.batches import batch_process, batches_resume
 from coalition.services.idempotency import idempotency_records_purge
 from coalition.services.notices import expiry_notices_queue, expiry_notices_send
+from coalition.services.policy_migrations import expiry_policy_migrations_run
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ def expiry_notices_task() -> dict[str, int]:
 def expiry_notices_send_task() -> dict[str, int]:
     """Send queued notices: a retry of failed deliveries, and any the daily run left."""
     return expiry_notices_send()
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def expiry_policy_migrations_task() -> int:
+    """Apply requested expiry policy migrations to existing lots (and finish interrupted ones)."""
+    return expiry_policy_migrations_run()
 
 
 @shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)

@@ -33,6 +33,7 @@ from coalition.services.ledger import (
     lots_consume_fifo,
     member_accounts_lock,
 )
+from coalition.services.programme import LotTerms
 from members.models import Member
 from tenants.models import Till
 
@@ -90,7 +91,9 @@ def test_lots_are_taken_oldest_expiry_first_and_no_expiry_last(coalition, member
                 member_id=member.pk,
                 points=points,
                 funding_tenant_id=till_a.tenant_id,
-                expires_on=today.replace(year=today.year + expires_in) if expires_in else None,
+                terms=LotTerms(
+                    today.replace(year=today.year + expires_in) if expires_in else None, None
+                ),
                 pending_until=timezone.now() if pending else None,
             )
         )

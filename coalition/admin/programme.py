@@ -6,16 +6,37 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from coalition.admin.base import ServiceCreateAdmin
+from coalition.charts import bar_chart
+from coalition.documents import liability_csv
 from coalition.errors import InvalidRequest
-from coalition.models import Coalition, Journal
+from coalition.models import Coalition, ExpiryPolicyMigration, Journal
+from coalition.selectors.liability import Row, liability
 from coalition.services import coalition_create
+from coalition.services.policy_migrations import (
+    expiry_policy_migration_preview,
+    expiry_policy_migration_request,
+)
+from coalition.services.programme import coalition_settings_save
 
 CREATE_FIELDS = ("name", "slug", "currency", "time_zone")
+
+
+class PolicyMigrationForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why existing lots must follow the new policy: it is kept with the record.",
+    )
 
 
 class CoalitionForm(forms.ModelForm):
@@ -81,7 +102,7 @@ class CoalitionAdmin(ServiceCreateAdmin):
         "expiry_policy",
         "holdback_days",
         "adjustment_approval_threshold",
-        "created_at",
+        "liability_link",
     )
     list_filter = ("expiry_policy", "breakage_policy")
     search_fields = ("name", "slug")
@@ -138,7 +159,53 @@ class CoalitionAdmin(ServiceCreateAdmin):
         ),
     )
 
-    actions = ("close_ended_months",)
+    actions = ("close_ended_months", "migrate_existing_lots")
+
+    @admin.action(description="Apply the expiry policy to existing lots…", permissions=["change"])
+    def migrate_existing_lots(self, request: HttpRequest, queryset: QuerySet[Coalition]) -> Any:
+        coalitions = list(queryset[:2])
+        if len(coalitions) != 1:
+            self.message_user(request, "Select one coalition.", messages.ERROR)
+            return None
+        coalition = coalitions[0]
+        applying = "apply" in request.POST
+        form = PolicyMigrationForm(request.POST if applying else None)
+        if applying and form.is_valid():
+            try:
+                migration = expiry_policy_migration_request(
+                    coalition=coalition, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except InvalidRequest as exc:
+                form.add_error("reason" if exc.field == "reason" else None, exc.detail)
+            else:
+                self.log_change(
+                    request, coalition, f"Expiry policy migration {migration.pk} requested."
+                )
+                self.message_user(
+                    request,
+                    f"{coalition}: existing lots are being moved to {migration}. Its record, "
+                    "with progress, is under Expiry policy migrations.",
+                    messages.SUCCESS,
+                )
+                return None
+        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
+        return TemplateResponse(
+            request,
+            "admin/coalition/coalition/migrate_lots.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "adminform": adminform,
+                "title": f"Apply the expiry policy of {coalition} to existing lots",
+                "submit_label": "Move the existing lots",
+                "cancel_url": request.get_full_path(),
+                "coalition": coalition,
+                "original": coalition,
+                "preview": expiry_policy_migration_preview(coalition=coalition),
+                "action": "migrate_existing_lots",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.action(
         description="Close every ended month not closed yet (statements, reconciliation)",
@@ -154,6 +221,74 @@ class CoalitionAdmin(ServiceCreateAdmin):
                 self.message_user(request, f"{coalition}: {exc}", messages.WARNING)
                 continue
             self.message_user(request, f"{coalition}: {period} is closed.", messages.SUCCESS)
+
+    # -- the liability page and its CSV --------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<path:object_id>/liability/",
+                self.admin_site.admin_view(self.liability_view),
+                name="coalition_coalition_liability",
+            ),
+            path(
+                "<path:object_id>/liability.csv",
+                self.admin_site.admin_view(self.liability_csv_view),
+                name="coalition_coalition_liability_csv",
+            ),
+        ]
+        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+
+    def _liability_coalition(self, request: HttpRequest, object_id: str) -> Coalition:
+        if not request.user.has_perm("coalition.view_liability"):
+            raise PermissionDenied
+        coalition = Coalition.objects.filter(pk=unquote(object_id)).first()
+        if coalition is None:
+            raise Http404("No such coalition.")
+        return coalition
+
+    def liability_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        coalition = self._liability_coalition(request, object_id)
+        figures = liability(coalition)
+        chart = bar_chart(
+            "Points expiring in each of the next 12 months",
+            [(f"{row.label[:3]} {row.label[-2:]}", row.points) for row in figures.expiring],
+        )
+        return TemplateResponse(
+            request,
+            "admin/coalition/coalition/liability.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": coalition,
+                "title": f"Points liability of {coalition}",
+                "figures": figures,
+                "tables": {
+                    "outstanding": [figures.spendable, figures.pending, figures.owed_by_members],
+                    "lots_total": Row(
+                        "Held in lots",
+                        figures.lots_total,
+                        figures.spendable.value + figures.pending.value,
+                    ),
+                    "expiry": [figures.overdue, *figures.expiring, figures.never_expiring],
+                },
+                "chart": chart,
+                "csv_url": reverse("admin:coalition_coalition_liability_csv", args=[coalition.pk]),
+            },
+        )
+
+    def liability_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        coalition = self._liability_coalition(request, object_id)
+        figures = liability(coalition)
+        response = HttpResponse(liability_csv(figures), content_type="text/csv; charset=utf-8")
+        name = f"liability-{coalition.slug}-{figures.today:%Y-%m-%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @admin.display(description="Liability")
+    def liability_link(self, obj: Coalition) -> str:
+        url = reverse("admin:coalition_coalition_liability", args=[obj.pk])
+        return format_html('<a href="{}">Points liability</a>', url)
 
     @admin.display(description="Earn rule")
     def earn_rule(self, obj: Coalition) -> str:
@@ -175,6 +310,12 @@ class CoalitionAdmin(ServiceCreateAdmin):
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return {"slug": ("name",)} if obj is None else {}
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            coalition_settings_save(coalition=obj)
+        else:
+            super().save_model(request, obj, form, change)
+
     def create(self, request: HttpRequest, form: Any) -> Coalition:
         data = form.cleaned_data
         return coalition_create(
@@ -183,3 +324,36 @@ class CoalitionAdmin(ServiceCreateAdmin):
             currency=data["currency"],
             time_zone=data["time_zone"],
         )
+
+
+@admin.register(ExpiryPolicyMigration)
+class ExpiryPolicyMigrationAdmin(admin.ModelAdmin):
+    """The audit trail of policy migrations: read only, written by the service."""
+
+    list_display = (
+        "requested_at",
+        "coalition",
+        "expiry_policy",
+        "expiry_months",
+        "requested_by",
+        "status",
+        "progress",
+        "lots_changed",
+        "lots_earlier",
+        "points_changed",
+    )
+    list_filter = ("coalition", "status")
+    readonly_fields = [field.name for field in ExpiryPolicyMigration._meta.fields] + ["progress"]
+
+    @admin.display(description="Members done")
+    def progress(self, obj: ExpiryPolicyMigration) -> str:
+        return f"{obj.members_done} of {obj.members_total}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -12,7 +12,13 @@ from coalition.models.ledger import (
     LotConsumption,
 )
 from coalition.models.notices import ExpiryNotice, NoticeChannel, NoticeStatus, OutboxMessage
-from coalition.models.programme import BreakagePolicy, Coalition, ExpiryPolicy
+from coalition.models.programme import (
+    BreakagePolicy,
+    Coalition,
+    ExpiryPolicy,
+    ExpiryPolicyMigration,
+    MigrationStatus,
+)
 from coalition.models.tills import Batch, BatchLine, BatchStatus, IdempotencyRecord, LineStatus
 
 __all__ = [
@@ -30,12 +36,14 @@ __all__ = [
     "Entry",
     "ExpiryNotice",
     "ExpiryPolicy",
+    "ExpiryPolicyMigration",
     "IdempotencyRecord",
     "Journal",
     "JournalKind",
     "LineStatus",
     "Lot",
     "LotConsumption",
+    "MigrationStatus",
     "NoticeChannel",
     "NoticeStatus",
     "OutboxMessage",

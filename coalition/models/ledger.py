@@ -253,6 +253,13 @@ class Lot(models.Model):
     remaining = models.BigIntegerField()
     earned_at = models.DateTimeField()
     expires_on = models.DateField(null=True, blank=True)
+    slide_months = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sliding expiry: the member's activity moves this lot's last day to this many "
+        "months on. Empty for lots earned under another policy: a change of policy applies to "
+        "new lots only, unless staff migrate the existing ones.",
+    )
     pending_until = models.DateTimeField(
         null=True, blank=True, help_text="Holdback: the moment these points become spendable."
     )

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -72,6 +73,12 @@ class Coalition(models.Model):
         help_text="Calendar policy: day of the yearly sweep (clamped to the month's length).",
     )
     expiry_notice_days = models.PositiveIntegerField(default=30)
+    sliding_lots = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Some lots were earned under a sliding policy and move with activity (the "
+        "earn and burn paths skip that step when no lot can slide).",
+    )
     holdback_days = models.PositiveIntegerField(
         default=0, help_text="Days newly earned points stay pending before they can be spent."
     )
@@ -105,6 +112,7 @@ class Coalition(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("view_liability", "Can see the points liability and export it (CSV)")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(earn_block__gt=0), name="coalition_earn_block_positive"
@@ -116,3 +124,50 @@ class Coalition(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MigrationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class ExpiryPolicyMigration(models.Model):
+    """Staff's explicit, audited decision to apply an expiry policy to lots that already exist.
+
+    A change of `Coalition.expiry_policy` applies to new lots only; this record is the only way
+    existing lots get new last days. It keeps the policy it applies (a later change of the
+    coalition's settings does not alter a queued run), who asked and why, and what it changed.
+    """
+
+    coalition = models.ForeignKey(Coalition, on_delete=models.PROTECT)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    reason = models.TextField()
+    expiry_policy = models.CharField(max_length=16, choices=ExpiryPolicy.choices)
+    expiry_months = models.PositiveIntegerField()
+    expiry_sweep_month = models.PositiveSmallIntegerField()
+    expiry_sweep_day = models.PositiveSmallIntegerField()
+    status = models.CharField(
+        max_length=10, choices=MigrationStatus.choices, default=MigrationStatus.QUEUED
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    members_total = models.PositiveIntegerField(default=0)
+    members_done = models.PositiveIntegerField(default=0)
+    lots_changed = models.PositiveBigIntegerField(default=0)
+    lots_earlier = models.PositiveBigIntegerField(
+        default=0, help_text="Lots whose last day moved earlier (each waits for a fresh notice)."
+    )
+    points_changed = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        verbose_name = "expiry policy migration"
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        policy = self.get_expiry_policy_display()
+        return f"{policy} applied to existing lots ({self.requested_at:%Y-%m-%d})"

@@ -30,7 +30,7 @@ from coalition.services.ledger import (
 )
 from coalition.services.programme import (
     local_date,
-    lot_expiry,
+    lot_terms,
 )
 from members.models import Member, MemberStatus
 
@@ -141,7 +141,7 @@ def _adjust_post(
                 member_id=member.pk,
                 points=max(accounts.points.balance, 0) - max(before, 0),
                 funding_tenant_id=None,
-                expires_on=lot_expiry(coalition, local_date(coalition, now)),
+                terms=lot_terms(coalition, local_date(coalition, now)),
             )
         )
     else:

@@ -7,7 +7,7 @@ one member's points, and with them the member's lots.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -41,7 +41,7 @@ from coalition.rows import (
     select_list,
     width,
 )
-from coalition.services.programme import add_months
+from coalition.services.programme import LotTerms
 from members.models import Member, MemberStatus
 from tenants.models import Tenant
 from tenants.selectors import TENANT_RATE_SQL, rates_or_defaults
@@ -354,7 +354,7 @@ def lot_new(
     member_id: MemberId,
     points: int,
     funding_tenant_id: int | None,
-    expires_on: date | None,
+    terms: LotTerms,
     pending_until: datetime | None = None,
 ) -> Lot | None:
     """The lot `journal` credits, unsaved (`journal_post` writes it with the journal); None
@@ -369,7 +369,8 @@ def lot_new(
         points=points,
         remaining=points,
         earned_at=journal.occurred_at,
-        expires_on=expires_on,
+        expires_on=terms.expires_on,
+        slide_months=terms.slide_months,
         pending_until=pending_until,
     )
 
@@ -507,7 +508,25 @@ def posting_lock(
 
 
 def lots_slide(member: Member, coalition: Coalition, today: date) -> None:
-    """Sliding expiry: any activity moves every open lot's expiry N months from today."""
-    if coalition.expiry_policy == ExpiryPolicy.SLIDING:
-        new_date = add_months(today, coalition.expiry_months) - timedelta(days=1)
-        Lot.objects.filter(member=member, remaining__gt=0).update(expires_on=new_date)
+    """Sliding expiry: any activity moves the member's open lots earned under a sliding policy
+    to their N months from today.
+
+    A lot whose last day moves loses its notice: the notice told the member of the old date, and
+    the sweep must wait a full window after a notice of the new one (expiry is never silent).
+    """
+    if not (coalition.expiry_policy == ExpiryPolicy.SLIDING or coalition.sliding_lots):
+        return  # no lot of this coalition can slide: no query on the earn and burn paths
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH moved AS (
+                SELECT id, ((%s::date + make_interval(months => slide_months::integer))::date - 1)
+                    AS last_day
+                FROM coalition_lot
+                WHERE member_id = %s AND remaining > 0 AND slide_months IS NOT NULL
+            )
+            UPDATE coalition_lot l SET expires_on = m.last_day, notice_id = NULL
+            FROM moved m WHERE l.id = m.id AND l.expires_on IS DISTINCT FROM m.last_day
+            """,
+            [today, member.pk],
+        )

@@ -43,7 +43,7 @@ from coalition.services.ledger import (
 from coalition.services.programme import (
     earn_points,
     local_date,
-    lot_expiry,
+    lot_terms,
 )
 from members.models import Member
 from members.selectors import MemberRef, member_ref_check, member_resolve
@@ -159,7 +159,7 @@ def points_earn(
         member_id=member.pk,
         points=lot_points,
         funding_tenant_id=tenant.pk,
-        expires_on=lot_expiry(coalition, occurred_on),
+        terms=lot_terms(coalition, occurred_on),
         pending_until=now + timedelta(days=coalition.holdback_days) if held else None,
     )
     journal_post(journal, legs, lot)
@@ -260,8 +260,11 @@ def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | 
                 pending_until__lte=as_of,
             )
         )
+        Lot.objects.filter(pk__in=[lot.pk for lot in due]).update(pending_until=None)
         points = sum(lot.remaining for lot in due)
-        if not due:
+        if not points:
+            # Nothing due, or only lots a return emptied inside the window: they are closed,
+            # and no journal of zero points goes into the member's history.
             return None
         nominal = coalition.point_value
         journal = journal_at_nominal(
@@ -274,7 +277,6 @@ def points_release_member(*, member_id: MemberId, as_of: datetime) -> Journal | 
                 Leg(accounts.points, points, points * nominal),
             ],
         )
-        Lot.objects.filter(pk__in=[lot.pk for lot in due]).update(pending_until=None)
         # Released points repay a negative balance first.
         lots_fit(member_id, accounts.points.balance, journal)
         return journal

@@ -1,6 +1,7 @@
 """The programme's rules: creating a coalition, the earn rule, expiry dates, local dates."""
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -35,6 +36,16 @@ def coalition_create(
         Account(coalition=coalition, kind=kind) for kind in COALITION_ACCOUNT_KINDS
     )
     consent_purposes_create_defaults(coalition=coalition)
+    return coalition
+
+
+@transaction.atomic
+def coalition_settings_save(*, coalition: Coalition) -> Coalition:
+    """Save staff's changes to the programme's rules. A change of expiry policy applies to lots
+    earned from now on (`lot_terms`); once any policy was sliding, activity may move lots."""
+    if coalition.expiry_policy == ExpiryPolicy.SLIDING:
+        coalition.sliding_lots = True
+    coalition.save()
     return coalition
 
 
@@ -83,3 +94,18 @@ def lot_expiry(coalition: Coalition, earned_on: date) -> date | None:
             if sweep >= due:
                 return sweep
     return due - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class LotTerms:
+    """What a new lot carries of the policy in force when it was earned."""
+
+    expires_on: date | None
+    slide_months: int | None
+
+
+def lot_terms(coalition: Coalition, earned_on: date) -> LotTerms:
+    """The expiry terms of a lot earned on `earned_on`: they stay with the lot when the
+    coalition's policy changes later (`expiry_policy_migration_run` is the explicit exception)."""
+    sliding = coalition.expiry_policy == ExpiryPolicy.SLIDING
+    return LotTerms(lot_expiry(coalition, earned_on), coalition.expiry_months if sliding else None)

@@ -67,6 +67,15 @@ JOBS = (
         description="Retries notices a channel failed to deliver (up to 5 attempts).",
     ),
     Job(
+        name="Finish expiry policy migrations (every 15 minutes)",
+        task="coalition.tasks.expiry_policy_migrations_task",
+        minute="*/15",
+        hour="*",
+        expire_seconds=14 * 60,
+        description="Applies an expiry policy staff asked to apply to existing lots, when the "
+        "message that should have started it was lost or its worker stopped.",
+    ),
+    Job(
         name="Expire points due (daily)",
         task="coalition.tasks.lots_expire_task",
         minute="15",

@@ -48,6 +48,8 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
         {
             "coalition.view_coalition",
             "coalition.change_coalition",
+            "coalition.view_liability",
+            "coalition.view_expirypolicymigration",
             "tenants.view_tenant",
             "tenants.add_tenant",
             "tenants.change_tenant",
@@ -91,6 +93,10 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
         {
             "coalition.view_adjustmentrequest",
             "coalition.change_adjustmentrequest",
+            # The programme's rules (read only), the liability and its CSV, policy migrations.
+            "coalition.view_coalition",
+            "coalition.view_liability",
+            "coalition.view_expirypolicymigration",
             "tenants.view_tenant",
             "tenants.view_tenantrate",
             # Records payments both ways, and lifts arrears with a reason.

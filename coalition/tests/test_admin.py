@@ -36,6 +36,10 @@ from coalition.models import (
 from coalition.services import points_adjust, points_burn, points_earn
 from coalition.services.batches import batch_create
 from coalition.services.notices import expiry_notices_queue
+from coalition.services.policy_migrations import (
+    expiry_policy_migration_request,
+    expiry_policy_migrations_run,
+)
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from coalition.tests.factories import CoalitionFactory
 from consent.models import ConsentPurpose
@@ -120,6 +124,9 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
     # Expiry notices: recorded as the daily job would a year on, one sent through the outbox.
     expiry_notices_queue(now=timezone.now() + timedelta(days=400), coalition=coalition)
     OutboxMessage.objects.create(channel="sms", recipient="+919812345670", body="Points expire")
+    # A policy migration staff asked for, run.
+    expiry_policy_migration_request(coalition=coalition, actor=staff, reason="New term")
+    expiry_policy_migrations_run()
     return coalition
 
 
