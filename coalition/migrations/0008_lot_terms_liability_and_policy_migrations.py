@@ -6,52 +6,105 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('coalition', '0007_expiry_notices'),
+        ("coalition", "0007_expiry_notices"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='coalition',
-            options={'ordering': ['name'], 'permissions': [('view_liability', 'Can see the points liability and export it (CSV)')]},
+            name="coalition",
+            options={
+                "ordering": ["name"],
+                "permissions": [
+                    ("view_liability", "Can see the points liability and export it (CSV)")
+                ],
+            },
         ),
         migrations.AddField(
-            model_name='coalition',
-            name='sliding_lots',
-            field=models.BooleanField(default=False, editable=False, help_text='Some lots were earned under a sliding policy and move with activity (the earn and burn paths skip that step when no lot can slide).'),
+            model_name="coalition",
+            name="sliding_lots",
+            field=models.BooleanField(
+                default=False,
+                editable=False,
+                help_text="Some lots were earned under a sliding policy and move with activity (the earn and burn paths skip that step when no lot can slide).",
+            ),
         ),
         migrations.AddField(
-            model_name='lot',
-            name='slide_months',
-            field=models.PositiveIntegerField(blank=True, help_text="Sliding expiry: the member's activity moves this lot's last day to this many months on. Empty for lots earned under another policy: a change of policy applies to new lots only, unless staff migrate the existing ones.", null=True),
+            model_name="lot",
+            name="slide_months",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Sliding expiry: the member's activity moves this lot's last day to this many months on. Empty for lots earned under another policy: a change of policy applies to new lots only, unless staff migrate the existing ones.",
+                null=True,
+            ),
         ),
         migrations.CreateModel(
-            name='ExpiryPolicyMigration',
+            name="ExpiryPolicyMigration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('requested_at', models.DateTimeField()),
-                ('reason', models.TextField()),
-                ('expiry_policy', models.CharField(choices=[('none', 'Points never expire'), ('fixed', 'Fixed term from the earn date'), ('calendar', 'Yearly sweep of points older than N months'), ('sliding', 'All points expire after N months without activity')], max_length=16)),
-                ('expiry_months', models.PositiveIntegerField()),
-                ('expiry_sweep_month', models.PositiveSmallIntegerField()),
-                ('expiry_sweep_day', models.PositiveSmallIntegerField()),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done')], default='queued', max_length=10)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('members_total', models.PositiveIntegerField(default=0)),
-                ('members_done', models.PositiveIntegerField(default=0)),
-                ('lots_changed', models.PositiveBigIntegerField(default=0)),
-                ('lots_earlier', models.PositiveBigIntegerField(default=0, help_text='Lots whose last day moved earlier (each waits for a fresh notice).')),
-                ('points_changed', models.PositiveBigIntegerField(default=0)),
-                ('coalition', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='coalition.coalition')),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("requested_at", models.DateTimeField()),
+                ("reason", models.TextField()),
+                (
+                    "expiry_policy",
+                    models.CharField(
+                        choices=[
+                            ("none", "Points never expire"),
+                            ("fixed", "Fixed term from the earn date"),
+                            ("calendar", "Yearly sweep of points older than N months"),
+                            ("sliding", "All points expire after N months without activity"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("expiry_months", models.PositiveIntegerField()),
+                ("expiry_sweep_month", models.PositiveSmallIntegerField()),
+                ("expiry_sweep_day", models.PositiveSmallIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("running", "Running"), ("done", "Done")],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("members_total", models.PositiveIntegerField(default=0)),
+                ("members_done", models.PositiveIntegerField(default=0)),
+                ("lots_changed", models.PositiveBigIntegerField(default=0)),
+                (
+                    "lots_earlier",
+                    models.PositiveBigIntegerField(
+                        default=0,
+                        help_text="Lots whose last day moved earlier (each waits for a fresh notice).",
+                    ),
+                ),
+                ("points_changed", models.PositiveBigIntegerField(default=0)),
+                (
+                    "coalition",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="coalition.coalition"
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'expiry policy migration',
-                'ordering': ['-requested_at'],
-                'indexes': [models.Index(fields=['status'], name='coalition_e_status_89630c_idx')],
+                "verbose_name": "expiry policy migration",
+                "ordering": ["-requested_at"],
+                "indexes": [models.Index(fields=["status"], name="coalition_e_status_89630c_idx")],
             },
         ),
     ]

@@ -226,7 +226,7 @@ def _breakage_returned(coalition: Coalition) -> Decimal:
         """,
         [coalition.pk],
     )
-    return Decimal(rows[0][0])
+    return money_round(Decimal(rows[0][0]))
 
 
 def _cohorts(coalition: Coalition) -> list[Cohort]:
