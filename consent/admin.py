@@ -2,13 +2,60 @@
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
-from coalition.admin.base import ReadOnlyAdmin, member_link, uuid_or_none
-from consent.models import ConsentEvent, ConsentPurpose
+from coalition.admin.base import ReadOnlyAdmin, ReadOnlyTabularInline, member_link, uuid_or_none
+from coalition.errors import InvalidRequest
+from consent.models import ConsentEvent, ConsentNotice, ConsentPurpose
+from consent.services import consent_notice_publish
+
+EXTRA_LANGUAGES = 3
+
+
+class NoticeVersionForm(forms.Form):
+    version = forms.CharField(max_length=20, help_text="A new name, e.g. v2 or 2026-11.")
+    text_en = forms.CharField(label="English text", widget=forms.Textarea(attrs={"rows": 4}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for n in range(1, EXTRA_LANGUAGES + 1):
+            self.fields[f"language_{n}"] = forms.CharField(
+                max_length=10, required=False, label=f"Language {n + 1}", help_text="e.g. hi, mr"
+            )
+            self.fields[f"text_{n}"] = forms.CharField(
+                required=False, label=f"Text {n + 1}", widget=forms.Textarea(attrs={"rows": 3})
+            )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for n in range(1, EXTRA_LANGUAGES + 1):
+            language, text = data.get(f"language_{n}", ""), data.get(f"text_{n}", "")
+            if bool(language.strip()) != bool(text.strip()):
+                self.add_error(f"text_{n}", "Give both the language and its text, or neither.")
+        return data
+
+    def texts(self) -> dict[str, str]:
+        data = self.cleaned_data
+        texts = {"en": data["text_en"]}
+        for n in range(1, EXTRA_LANGUAGES + 1):
+            if data.get(f"language_{n}"):
+                texts[data[f"language_{n}"]] = data[f"text_{n}"]
+        return texts
+
+
+class ConsentNoticeInline(ReadOnlyTabularInline):
+    model = ConsentNotice
+    fields = ("version", "language", "text", "published_at")
+    verbose_name_plural = "notice texts (each version kept)"
 
 
 @admin.register(ConsentPurpose)
@@ -19,10 +66,70 @@ class ConsentPurposeAdmin(admin.ModelAdmin):
     search_fields = ("code", "name")
     autocomplete_fields = ("tenant",)
     fields = ("coalition", "code", "name", "description", "required", "tenant", "notice_version")
+    inlines = (ConsentNoticeInline,)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The code is what enrolment and the tills refer to (`programme`): fixed once created.
-        return () if obj is None else ("coalition", "code")
+        # The version in force changes only by publishing a new text (`consent_notice_publish`).
+        return ("notice_version",) if obj is None else ("coalition", "code", "notice_version")
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<path:object_id>/publish/",
+                self.admin_site.admin_view(self.publish_view),
+                name="consent_consentpurpose_publish",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {"can_publish": self.has_change_permission(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        purpose = self.get_object(request, unquote(object_id))
+        if purpose is None:
+            raise Http404("No such purpose.")
+        if not self.has_change_permission(request, purpose):
+            raise PermissionDenied
+        change_url = reverse("admin:consent_consentpurpose_change", args=[purpose.pk])
+        form = NoticeVersionForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                consent_notice_publish(
+                    purpose=purpose, version=form.cleaned_data["version"], texts=form.texts()
+                )
+            except InvalidRequest as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+            else:
+                self.log_change(request, purpose, f"Notice version {purpose.notice_version}.")
+                self.message_user(
+                    request,
+                    f"Version {purpose.notice_version} is in force: consents from now on cite it.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(change_url)
+        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
+        return TemplateResponse(
+            request,
+            "admin/consent/consentpurpose/publish.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "adminform": adminform,
+                "original": purpose,
+                "title": f"New notice version for {purpose}",
+                "submit_label": "Publish",
+                "cancel_url": change_url,
+            },
+        )
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return {"code": ("name",)} if obj is None else {}

@@ -41,6 +41,30 @@ class ConsentPurpose(models.Model):
         return self.name
 
 
+class ConsentNotice(models.Model):
+    """The text a member is shown for a purpose, per version and language. Rows are history:
+    a new wording is a new version, and every consent event records the version in force."""
+
+    purpose = models.ForeignKey(ConsentPurpose, on_delete=models.PROTECT, related_name="notices")
+    version = models.CharField(max_length=20)
+    language = models.CharField(
+        max_length=10, default="en", help_text="A language code: en, hi, mr, ta ..."
+    )
+    text = models.TextField()
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["purpose", "-published_at", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "version", "language"], name="notice_text_per_version_language"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.code} {self.version} ({self.language})"
+
+
 class ConsentChannel(models.TextChoices):
     TILL = "till", "At a till"
     STAFF = "staff", "By mall staff"

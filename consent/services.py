@@ -9,21 +9,65 @@ from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.models import Coalition
-from consent.models import ConsentChannel, ConsentEvent, ConsentPurpose
+from consent.models import ConsentChannel, ConsentEvent, ConsentNotice, ConsentPurpose
 from members.models import Member
 
 DEFAULT_PURPOSES = (
-    (ConsentPurpose.PROGRAMME, "Membership of the programme", True),
-    (ConsentPurpose.MARKETING_MALL, "Marketing by the mall", False),
-    (ConsentPurpose.ANALYTICS, "Personalisation and analytics", False),
+    (
+        ConsentPurpose.PROGRAMME,
+        "Membership of the programme",
+        True,
+        "I join the mall's loyalty programme: the operator keeps my identifiers and my purchases "
+        "at its tenants to give and redeem points, and shares no personal data with tenants.",
+    ),
+    (
+        ConsentPurpose.MARKETING_MALL,
+        "Marketing by the mall",
+        False,
+        "The mall may send me offers and news about the mall and its events.",
+    ),
+    (
+        ConsentPurpose.ANALYTICS,
+        "Personalisation and analytics",
+        False,
+        "The operator may analyse my purchases to personalise offers and to give tenants "
+        "aggregate figures (never about me alone).",
+    ),
 )
 
 
 def consent_purposes_create_defaults(*, coalition: Coalition) -> None:
-    for code, name, required in DEFAULT_PURPOSES:
-        ConsentPurpose.objects.get_or_create(
+    for code, name, required, text in DEFAULT_PURPOSES:
+        purpose, _ = ConsentPurpose.objects.get_or_create(
             coalition=coalition, code=code, defaults={"name": name, "required": required}
         )
+        ConsentNotice.objects.get_or_create(
+            purpose=purpose, version=purpose.notice_version, language="en", defaults={"text": text}
+        )
+
+
+@transaction.atomic
+def consent_notice_publish(
+    *, purpose: ConsentPurpose, version: str, texts: Mapping[str, str]
+) -> ConsentPurpose:
+    """Publish a new wording of a purpose's notice (English required, other languages optional)
+    and make it the version in force: consents recorded from now on cite it."""
+    version = version.strip()
+    texts = {language.strip().lower(): text.strip() for language, text in texts.items()}
+    if not version:
+        raise InvalidRequest("Give the new version a name, e.g. v2.", field="version")
+    if not texts.get("en"):
+        raise InvalidRequest("Every version needs its English text.", field="text_en")
+    if ConsentNotice.objects.filter(purpose=purpose, version=version).exists():
+        raise InvalidRequest(f"Version {version} exists already: name a new one.", field="version")
+    ConsentNotice.objects.bulk_create(
+        ConsentNotice(purpose=purpose, version=version, language=language, text=text)
+        for language, text in texts.items()
+        if text
+    )
+    ConsentPurpose.objects.filter(pk=purpose.pk).update(notice_version=version)
+    purpose.notice_version = version
+    return purpose
 
 
 @transaction.atomic

@@ -118,6 +118,9 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_journal",
             "coalition.view_lot",
             "coalition.view_expirynotice",
+            # Records a shopper's consent given or withdrawn at the desk, and sees that member's
+            # consent history on their page (not the whole consent log).
+            "consent.add_consentevent",
         }
     ),
     # Answers data-subject requests: who we hold, what they consented to, which records merged.
@@ -126,6 +129,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "members.view_member",
             "members.view_identifier",
             "consent.view_consentevent",
+            "consent.add_consentevent",
             "consent.view_consentpurpose",
             "members.view_mergerecord",
         }

@@ -89,11 +89,13 @@ EXPECTED = {
         "coalition.view_journal",
         "coalition.view_lot",
         "coalition.view_expirynotice",
+        "consent.add_consentevent",
     },
     "Privacy officer": {
         "members.view_member",
         "members.view_identifier",
         "consent.view_consentevent",
+        "consent.add_consentevent",
         "consent.view_consentpurpose",
         "members.view_mergerecord",
     },

@@ -1,5 +1,7 @@
 """Read-only inlines on a member's page: identifiers, open lots, the consent log."""
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -48,6 +50,13 @@ class ConsentEventInline(ReadOnlyTabularInline):
     model = ConsentEvent
     fields = ("purpose", "given", "at", "channel", "notice_version", "by_user", "by_till")
     verbose_name_plural = "consent log"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever records a member's consent sees that member's history; the whole log
+        # (Consent → Consent events) stays with the privacy officer.
+        return super().has_view_permission(request, obj) or request.user.has_perm(
+            "consent.add_consentevent"
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentEvent]:
         return (

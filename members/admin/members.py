@@ -19,6 +19,9 @@ from coalition.admin.base import BigTableAdmin, short_id
 from coalition.errors import DomainError
 from coalition.models import AdjustmentRequest, Coalition
 from coalition.services import points_adjust
+from consent.models import ConsentPurpose
+from consent.selectors import consent_overview
+from consent.services import consents_record
 from members.admin.forms import AdjustPointsForm, MemberEnrolForm, MergeMembersForm, error_to_form
 from members.admin.inlines import ConsentEventInline, IdentifierInline, OpenLotInline
 from members.admin.reads import member_history_ids, members_with_balances
@@ -159,6 +162,9 @@ class MemberAdmin(BigTableAdmin):
     def has_adjust_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("coalition.add_adjustmentrequest")
 
+    def has_consent_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("consent.add_consentevent")
+
     def has_merge_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("members.change_member")
 
@@ -170,6 +176,11 @@ class MemberAdmin(BigTableAdmin):
                 "<path:object_id>/adjust/",
                 self.admin_site.admin_view(self.adjust_view),
                 name="members_member_adjust",
+            ),
+            path(
+                "<path:object_id>/consent/",
+                self.admin_site.admin_view(self.consent_view),
+                name="members_member_consent",
             ),
         ]
         return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
@@ -190,6 +201,10 @@ class MemberAdmin(BigTableAdmin):
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
             "history_ids": history,
+            "consents": consent_overview(member) if member else [],
+            "can_consent": self.has_consent_permission(request)
+            and member is not None
+            and member.status == MemberStatus.ACTIVE,
             "can_adjust": self.has_adjust_permission(request)
             and member is not None
             and member.status == MemberStatus.ACTIVE,
@@ -274,6 +289,55 @@ class MemberAdmin(BigTableAdmin):
             original=member,
             threshold=member.coalition.adjustment_approval_threshold,
         )
+
+    def consent_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Give or withdraw one purpose in one click (withdrawing is as easy as giving); ending
+        the membership by withdrawing programme consent asks for a confirmation first."""
+        member = self.get_object(request, unquote(object_id))
+        if member is None:
+            raise Http404("No such member.")
+        if request.method != "POST" or not self.has_consent_permission(request):
+            raise PermissionDenied
+        change_url = reverse("admin:members_member_change", args=[member.pk])
+        purpose_id, _, given = request.POST.get("consent", "").partition(":")
+        purpose = (
+            ConsentPurpose.objects.filter(
+                pk=int(purpose_id), coalition_id=member.coalition_id
+            ).first()
+            if purpose_id.isdigit()
+            else None
+        )
+        if purpose is None or given not in {"0", "1"}:
+            self.message_user(request, "Choose a purpose to give or withdraw.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        ending = purpose.code == ConsentPurpose.PROGRAMME and given == "0"
+        if ending and "confirm" not in request.POST:
+            return TemplateResponse(
+                request,
+                "admin/members/member/withdraw_programme.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.opts,
+                    "original": member,
+                    "title": "Withdraw consent to the programme",
+                    "purpose": purpose,
+                    "cancel_url": change_url,
+                },
+            )
+        try:
+            consents_record(
+                member=member, consents={purpose.code: given == "1"}, by_user=request.user
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        verb = "gave" if given == "1" else "withdrew"
+        self.log_change(request, member, f"Member {verb} consent: {purpose.name}.")
+        done = f"Recorded: the member {verb} consent to {purpose.name} ({purpose.notice_version})."
+        if ending:
+            done += " The membership has ended; the member's identifiers are free again."
+        self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(change_url)
 
     # -- actions -----------------------------------------------------------------------------
 
