@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", views.PortalLogoutView.as_view(), name="logout"),
     path("password/", views.PortalPasswordChangeView.as_view(), name="password_change"),
     path("transactions/", views.transactions, name="transactions"),
+    path("shoppers/", views.shoppers, name="shoppers"),
     path("tills/", views.tills, name="tills"),
     path("tills/<int:till_id>/keys/", views.key_issue, name="key_issue"),
     path("keys/<str:key_id>/rotate/", views.key_rotate, name="key_rotate"),

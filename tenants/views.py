@@ -1,4 +1,5 @@
-"""The tenant portal: sign-in, its tills' transactions, its tills and keys, its account.
+"""The tenant portal: sign-in, its tills' transactions, its tills and keys, its account, and
+aggregates about its shoppers.
 
 Statements are in `settlement/views.py`. Each view is a `portal_view` (tenants/portal.py) and
 reads only through selectors that take the signed-in tenant (`tenant_of(request)`).
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_POST
 from coalition.errors import InvalidRequest
 from coalition.selectors import TILL_KINDS, transactions_for_tenant
 from members.selectors import member_reference_for_tenant
+from tenants.insight import DEFAULT_PERIOD, PERIODS, shopper_insight
 from tenants.portal import MANAGER, portal_read_only, portal_view, tenant_of, tenant_user_of
 from tenants.selectors import till_get_for_tenant, till_key_get_for_tenant, tills_for_tenant
 from tenants.services import till_key_issue, till_key_revoke, till_key_rotate
@@ -164,3 +166,26 @@ def account(request: HttpRequest) -> HttpResponse:
     tenant = tenant_of(request)
     users = tenant.users.select_related("user").order_by("user__username")
     return render(request, "portal/account.html", {"tenant": tenant, "users": users})
+
+
+class ShoppersPeriod(forms.Form):
+    months = forms.TypedChoiceField(
+        label="Period",
+        choices=[(months, f"Last {months} months") for months in PERIODS],
+        coerce=int,
+        initial=DEFAULT_PERIOD,
+    )
+
+
+@portal_view()
+def shoppers(request: HttpRequest) -> HttpResponse:
+    """Aggregates about the signed-in tenant's shoppers, for every portal role: counts only,
+    small groups and dominated figures hidden (`tenants.insight`). There is no tenant
+    parameter: the page is always the signed-in tenant's."""
+    form = ShoppersPeriod(request.GET or None)
+    if form.is_valid():
+        months = form.cleaned_data["months"]
+    else:  # a period the page does not offer: the default, shown as chosen
+        months, form = DEFAULT_PERIOD, ShoppersPeriod()
+    insight = shopper_insight(tenant_of(request), months=months)
+    return render(request, "portal/shoppers.html", {"form": form, "insight": insight})
