@@ -42,7 +42,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -903,8 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             connections.close_all()
         if not args.keep_db:
-            with suppress(Exception):
-                server.drop(args.database)
+            report.databases_drop(server, [args.database], "close")
 
 
 if __name__ == "__main__":

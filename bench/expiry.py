@@ -1192,9 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
 
             connections.close_all()
         if not args.keep_db:
-            for name in made:
-                with suppress(Exception):
-                    server.drop(name)
+            report.databases_drop(server, made, "expiry")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -964,9 +964,7 @@ def main(argv: list[str] | None = None) -> int:
 
             connections.close_all()
         if not args.keep_db:
-            for name in made:
-                with suppress(Exception):
-                    server.drop(name)
+            report.databases_drop(server, made, "liability")
 
 
 if __name__ == "__main__":

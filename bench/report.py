@@ -4,8 +4,11 @@ commit measured, and the section itself, replaced between its markers on each ru
 import os
 import platform
 import subprocess
+import sys
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 SERVER_HELP = "PostgreSQL server, without a database (BENCH_POSTGRES_URL, else %(default)s)."
 
@@ -69,3 +72,15 @@ def section_write(path: Path, begin: str, end: str, generated: str, introduction
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def databases_drop(server: Any, names: Iterable[str], tool: str) -> None:
+    """Drop a run's databases on the way out. A failure is reported, never hidden, and never
+    replaces the run's own result or error."""
+    import psycopg
+
+    for name in names:
+        try:
+            server.drop(name)
+        except psycopg.Error as exc:
+            print(f"{tool}: could not drop the database {name}: {exc}", file=sys.stderr)

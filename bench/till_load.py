@@ -626,9 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         children.stop_all()
         if not args.keep_db:
-            for name in (args.database, f"{args.database}_pgbench"):
-                with suppress(Exception):
-                    server.drop(name)
+            report.databases_drop(server, [args.database, f"{args.database}_pgbench"], "till_load")
 
 
 def django_env(server: Server, args: argparse.Namespace) -> dict[str, str]:
