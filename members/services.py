@@ -189,11 +189,11 @@ def members_merge(
 
 
 @transaction.atomic
-def member_withdraw(*, member: Member, now: datetime | None = None) -> Member:
+def member_withdraw(*, member: Member, now: datetime | None = None) -> bool:
     """End a membership because programme consent was withdrawn: the member is unknown to tills
-    from now on and their identifiers are free to enrol again. Idempotent.
-
-    The points and the history stay under the member's opaque id until erasure (issue 6).
+    from now on and their identifiers are free to enrol again. Returns whether this call ended
+    it (False: it had ended already). The points and the history stay under the member's opaque
+    id until the erasure that follows (`consent.services.erasure`).
     """
     now = now or timezone.now()
     # Under the member's account lock, so no posting runs half on each side of the withdrawal.
@@ -204,4 +204,4 @@ def member_withdraw(*, member: Member, now: datetime | None = None) -> Member:
     if updated:
         Identifier.objects.filter(member=member, released_at__isnull=True).update(released_at=now)
         member.status = MemberStatus.WITHDRAWN
-    return member
+    return bool(updated)

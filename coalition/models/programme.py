@@ -101,6 +101,19 @@ class Coalition(models.Model):
         default=1000,
         help_text="Manual adjustments of more points than this wait for a second staff member.",
     )
+    # Privacy (issue 6): the shopper-rights deadline and how long an inactive member is kept.
+    privacy_request_days = models.PositiveIntegerField(
+        default=30, help_text="Days to answer an access or erasure request."
+    )
+    retention_years = models.PositiveIntegerField(
+        default=3,
+        help_text="A member with no activity for this many years is warned, then erased.",
+    )
+    retention_warning_days = models.PositiveIntegerField(
+        default=30,
+        help_text="Days between the retention warning and the erasure; activity in between "
+        "keeps the member.",
+    )
 
     closed_through = models.DateTimeField(
         null=True,

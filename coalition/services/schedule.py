@@ -100,6 +100,16 @@ JOBS = (
         description="Queues again batch files whose message was lost or whose worker died.",
     ),
     Job(
+        name="Carry out automatic erasures (hourly)",
+        task="consent.tasks.privacy_erasures_task",
+        minute="20",
+        hour="*",
+        expire_seconds=50 * 60,
+        description="Erases members who withdrew consent to the programme (the withdrawal "
+        "wakes a worker at once; this catches up if that message was lost) and members whose "
+        "retention warning has run out without new activity.",
+    ),
+    Job(
         name="Forget old idempotency keys (daily)",
         task="coalition.tasks.idempotency_records_purge_task",
         minute="40",

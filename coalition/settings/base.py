@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_celery_beat",
     "import_export",
+    "auditlog",
     "coalition",
     "tenants",
     "members",
@@ -40,6 +41,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Puts the staff user on every audit-log row a request writes (`consent/audit.py`).
+    "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -1,4 +1,5 @@
-"""Every write to consent: purposes and the append-only consent log."""
+"""Every write to consent: purposes and the append-only consent log. Shopper-rights requests
+are in `consent.services.privacy`, erasure in `consent.services.erasure`."""
 
 from collections.abc import Mapping
 from datetime import datetime
@@ -9,7 +10,14 @@ from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.models import Coalition
-from consent.models import ConsentChannel, ConsentEvent, ConsentNotice, ConsentPurpose
+from consent.models import (
+    ConsentChannel,
+    ConsentEvent,
+    ConsentNotice,
+    ConsentPurpose,
+    PrivacyRequestKind,
+    PrivacyRequestSource,
+)
 from members.models import Member
 
 DEFAULT_PURPOSES = (
@@ -92,10 +100,21 @@ def consents_record(
         raise InvalidRequest(f"Unknown consent purpose: {', '.join(unknown)}.", field="consents")
     at = at or timezone.now()
     if consents.get(ConsentPurpose.PROGRAMME) is False:
-        # Enrolment is consent to the programme; withdrawing it ends the membership.
+        # Enrolment is consent to the programme; withdrawing it ends the membership and starts
+        # erasure (DPDP s.8(7)), which a worker carries out once this commits.
+        from consent.services.privacy import privacy_erasures_wake, privacy_request_open
         from members.services import member_withdraw  # members.services records consents
 
-        member_withdraw(member=member, now=at)
+        if member_withdraw(member=member, now=at):
+            privacy_request_open(
+                member=member,
+                kind=PrivacyRequestKind.ERASURE,
+                source=PrivacyRequestSource.WITHDRAWAL,
+                actor=by_user,
+                due_in_days=0,
+                now=at,
+            )
+            privacy_erasures_wake()
     return ConsentEvent.objects.bulk_create(
         ConsentEvent(
             member=member,

@@ -1,0 +1,23 @@
+"""Privacy jobs. Each task claims its job and calls a service; the requests are rows first, so a
+lost message only delays the work until beat's next run."""
+
+import logging
+
+from celery import shared_task
+
+from coalition.claims import job_claim
+from consent.services.privacy import privacy_erasures_run
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def privacy_erasures_task() -> int:
+    """Carry out the automatic erasures that are due (withdrawals, retention)."""
+    with job_claim("privacy_erasures") as held:
+        if not held:
+            logger.info("privacy_erasures is already running elsewhere; skipping")
+            return 0
+        erased = privacy_erasures_run()
+        logger.info("privacy_erasures erased %s members", erased)
+        return erased
