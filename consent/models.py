@@ -32,6 +32,12 @@ class ConsentPurpose(models.Model):
 
     class Meta:
         ordering = ["coalition", "code"]
+        permissions = [
+            (
+                "export_audience",
+                "Can export a marketing audience (members who consent to the purpose now)",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["coalition", "code"], name="purpose_code_per_coalition"
