@@ -1,7 +1,8 @@
 """How a notice reaches a member: a small pluggable channel interface.
 
 A channel has a `name`, the identifier kind it sends to (an email, or a phone for SMS and
-WhatsApp) and `send(recipient, subject, body, notice)`, which raises `ChannelError` on failure.
+WhatsApp) and `send(recipient, subject, body, notice)`, which raises `ChannelError` on failure;
+`notice` is the expiry notice being sent, or None for another message (a retention warning).
 Email goes through Django's email backend (`EMAIL_URL`); SMS and WhatsApp through adapters, and
 the ones shipped write to the `OutboxMessage` table (development, and a gateway process that
 drains it). A project plugs its own adapter in with `NOTICE_ADAPTERS` (channel name → dotted
@@ -28,14 +29,18 @@ class Channel(Protocol):
     name: str  # a NoticeChannel value
     address_kind: str  # the identifier kind it sends to
 
-    def send(self, recipient: str, subject: str, body: str, notice: ExpiryNotice) -> None: ...
+    def send(
+        self, recipient: str, subject: str, body: str, notice: ExpiryNotice | None = None
+    ) -> None: ...
 
 
 class EmailChannel:
     name = NoticeChannel.EMAIL
     address_kind = IdentifierKind.EMAIL
 
-    def send(self, recipient: str, subject: str, body: str, notice: ExpiryNotice) -> None:
+    def send(
+        self, recipient: str, subject: str, body: str, notice: ExpiryNotice | None = None
+    ) -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient])
         except (SMTPException, OSError) as exc:
@@ -50,7 +55,9 @@ class OutboxChannel:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def send(self, recipient: str, subject: str, body: str, notice: ExpiryNotice) -> None:
+    def send(
+        self, recipient: str, subject: str, body: str, notice: ExpiryNotice | None = None
+    ) -> None:
         OutboxMessage.objects.create(
             channel=self.name, recipient=recipient, body=body, notice=notice
         )

@@ -8,6 +8,10 @@ are our own records (`consent.models.DataAccess`). Both tables are append-only i
 (migration `consent` 0006): only an erasure, inside its transaction, may rewrite a row.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from auditlog.context import auditlog_value, set_extra_data
 from auditlog.registry import auditlog
 from django.apps import apps
 from django.contrib.auth import get_user_model
@@ -40,3 +44,18 @@ def audit_register() -> None:
     user = get_user_model()
     if not auditlog.contains(user):
         auditlog.register(user, exclude_fields=["password", "last_login"], m2m_fields={"groups"})
+
+
+@contextmanager
+def audit_why(why: str) -> Iterator[None]:
+    """Attach `why` to every change-log row written inside (with the request's actor, which
+    the middleware set). The library's context replaces the middleware's, so the outer one is
+    put back afterwards or the middleware could not disconnect its own receiver."""
+    try:
+        outer = auditlog_value.get()
+    except LookupError:
+        outer = None
+    with set_extra_data(context_data={**(outer or {}), "additional_data": {"why": why}}):
+        yield
+    if outer is not None:
+        auditlog_value.set(outer)

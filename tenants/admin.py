@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from rest_framework_api_key.models import APIKey
 
-from coalition.admin.base import ServiceCreateAdmin
+from coalition.admin.base import ChangeReasonAdmin, ServiceCreateAdmin
 from coalition.errors import InvalidRequest
 from coalition.services.programme import local_date
 from tenants.models import Store, Tenant, TenantRate, TenantStatus, TenantUser, Till, TillKey
@@ -90,7 +90,7 @@ class StoreInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ServiceCreateAdmin):
+class TenantAdmin(ChangeReasonAdmin, ServiceCreateAdmin):
     list_display = (
         "name", "slug", "category", "status", "exit_on", "may_issue", "may_redeem", "coalition"
     )  # fmt: skip
@@ -117,7 +117,7 @@ class TenantAdmin(ServiceCreateAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.add_fieldsets if obj is None else self.fieldsets
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The status moves only through the actions (tenant_set_status).
@@ -222,7 +222,7 @@ class TenantAdmin(ServiceCreateAdmin):
 
 
 @admin.register(TenantRate)
-class TenantRateAdmin(admin.ModelAdmin):
+class TenantRateAdmin(ChangeReasonAdmin):
     form = TenantRateForm
     list_display = ("tenant", "effective_from", "price_per_point", "reimbursement_per_point")
     list_filter = ("tenant__coalition", "tenant")
@@ -242,7 +242,7 @@ class TenantRateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(ChangeReasonAdmin):
     list_display = ("code", "name", "tenant", "unit")
     list_filter = ("tenant__coalition", "tenant")
     list_select_related = ("tenant",)
@@ -295,7 +295,7 @@ class TillKeyInline(admin.TabularInline):
 
 
 @admin.register(Till)
-class TillAdmin(ServiceCreateAdmin):
+class TillAdmin(ChangeReasonAdmin, ServiceCreateAdmin):
     form = TillForm
     inlines = (TillKeyInline,)
     actions = ("issue_key", "rotate_keys")

@@ -4,7 +4,9 @@ service, counts that stay fast on tables with millions of rows, and links to mem
 import uuid
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
@@ -13,6 +15,8 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+from consent.audit import audit_why
 
 
 class LargeTablePaginator(Paginator):
@@ -100,6 +104,43 @@ class ServiceCreateAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Rows the ledger points at are never deleted: a tenant exits, a coalition stays.
         return False
+
+
+REASON_FIELD = "change_reason"
+
+
+class ChangeReasonAdmin(admin.ModelAdmin):
+    """Changing a row asks why: the reason is kept with the audit log's record of the change
+    (`consent.audit.audit_why`), next to who changed what and when."""
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is not None:
+            base = kwargs.get("form", self.form)
+            reason = forms.CharField(
+                label="Why this change",
+                max_length=300,
+                help_text="Kept in the audit log with who changed what, and when.",
+            )
+            kwargs["form"] = type(f"{base.__name__}WithReason", (base,), {REASON_FIELD: reason})
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None or REASON_FIELD in flatten_fieldsets(fieldsets):
+            return fieldsets
+        if not self.has_change_permission(request, obj):
+            return fieldsets
+        return [*fieldsets, ("Why", {"fields": [REASON_FIELD]})]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        with audit_why(form.cleaned_data.get(REASON_FIELD, "")):
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        with audit_why(form.cleaned_data.get(REASON_FIELD, "")):
+            super().save_related(request, form, formsets, change)
 
 
 def admin_link(obj: Model, text: str | None = None) -> SafeString:

@@ -16,7 +16,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from coalition.admin.base import ServiceCreateAdmin
+from coalition.admin.base import REASON_FIELD, ChangeReasonAdmin, ServiceCreateAdmin
 from coalition.charts import bar_chart
 from coalition.documents import liability_csv
 from coalition.errors import InvalidRequest
@@ -28,6 +28,7 @@ from coalition.services.policy_migrations import (
     expiry_policy_migration_request,
 )
 from coalition.services.programme import coalition_settings_save
+from consent.audit import audit_why
 
 CREATE_FIELDS = ("name", "slug", "currency", "time_zone")
 
@@ -91,7 +92,7 @@ class CoalitionForm(forms.ModelForm):
 
 
 @admin.register(Coalition)
-class CoalitionAdmin(ServiceCreateAdmin):
+class CoalitionAdmin(ChangeReasonAdmin, ServiceCreateAdmin):
     form = CoalitionForm
     list_display = (
         "name",
@@ -295,7 +296,7 @@ class CoalitionAdmin(ServiceCreateAdmin):
         return f"{obj.points_per_block} pt per {obj.earn_block} {obj.currency}"
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.add_fieldsets if obj is None else self.fieldsets
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
@@ -312,7 +313,8 @@ class CoalitionAdmin(ServiceCreateAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            coalition_settings_save(coalition=obj)
+            with audit_why(form.cleaned_data.get(REASON_FIELD, "")):
+                coalition_settings_save(coalition=obj)
         else:
             super().save_model(request, obj, form, change)
 

@@ -110,6 +110,17 @@ JOBS = (
         "retention warning has run out without new activity.",
     ),
     Job(
+        name="Warn members inactive past the retention period (daily)",
+        task="consent.tasks.retention_warn_task",
+        minute="30",
+        hour="2",
+        expire_seconds=6 * 60 * 60,
+        description="Members with no earn or burn for the coalition's retention period (3 "
+        "years by default) get one warning and a retention erasure request; the hourly "
+        "erasure job erases them once the warning window (30 days by default) has run out, "
+        "unless they shopped in between.",
+    ),
+    Job(
         name="Forget old idempotency keys (daily)",
         task="coalition.tasks.idempotency_records_purge_task",
         minute="40",

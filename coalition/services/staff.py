@@ -132,6 +132,13 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "consent.add_consentevent",
             "consent.view_consentpurpose",
             "members.view_mergerecord",
+            # Shopper rights: record, verify and carry out access and erasure requests.
+            "consent.view_privacyrequest",
+            "consent.add_privacyrequest",
+            "consent.change_privacyrequest",
+            # The audit trail: views and exports of personal data, and every admin change.
+            "consent.view_dataaccess",
+            "auditlog.view_logentry",
         }
     ),
 }

@@ -43,6 +43,8 @@ from coalition.services.policy_migrations import (
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from coalition.tests.factories import CoalitionFactory
 from consent.models import ConsentPurpose
+from consent.services import data_access_record
+from consent.services.privacy import privacy_request_open
 from members.models import Member
 from members.selectors import member_balances
 from members.services import members_merge
@@ -127,6 +129,9 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
     # A policy migration staff asked for, run.
     expiry_policy_migration_request(coalition=coalition, actor=staff, reason="New term")
     expiry_policy_migrations_run()
+    # Privacy: an access request, and a recorded view of a member's personal data.
+    privacy_request_open(member=other, kind="access", actor=staff, note="At the desk")
+    data_access_record(user=staff, action="view", what="name", why="At the desk", member=other)
     return coalition
 
 
@@ -335,7 +340,7 @@ def test_coalition_settings_are_edited_but_point_value_is_fixed_after_postings(
     form = admin_client_.get(url).context["adminform"].form
     data = {name: form[name].value() for name in form.fields}
     assert "point_value" not in data  # read-only once journals exist
-    data.update(holdback_days=3, point_value="2.0000")
+    data.update(holdback_days=3, point_value="2.0000", change_reason="Longer holdback")
     response = admin_client_.post(url, {k: "" if v is None else v for k, v in data.items()})
     assert response.status_code == 302
     coalition.refresh_from_db()

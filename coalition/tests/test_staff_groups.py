@@ -98,6 +98,11 @@ EXPECTED = {
         "consent.add_consentevent",
         "consent.view_consentpurpose",
         "members.view_mergerecord",
+        "consent.view_privacyrequest",
+        "consent.add_privacyrequest",
+        "consent.change_privacyrequest",
+        "consent.view_dataaccess",
+        "auditlog.view_logentry",
     },
 }
 LEDGER = {"journal", "entry", "lot", "lotconsumption", "account"}

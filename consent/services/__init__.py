@@ -15,6 +15,7 @@ from consent.models import (
     ConsentEvent,
     ConsentNotice,
     ConsentPurpose,
+    DataAccess,
     PrivacyRequestKind,
     PrivacyRequestSource,
 )
@@ -127,4 +128,26 @@ def consents_record(
             by_till=by_till,
         )
         for code, given in consents.items()
+    )
+
+
+def data_access_record(
+    *,
+    user: Any,
+    action: str,
+    what: str,
+    why: str,
+    member: Member | None = None,
+    at: datetime | None = None,
+) -> DataAccess:
+    """Record that a staff member saw a member's personal data (the audit trail of reads)."""
+    if not why.strip():
+        raise InvalidRequest("Say why you need to see the member's personal data.", field="why")
+    return DataAccess.objects.create(
+        at=at or timezone.now(),
+        user=user,
+        action=action,
+        member=member,
+        what=what,
+        why=why.strip(),
     )

@@ -125,6 +125,7 @@ def _rate_post(tenant, effective_from):
         "category": tenant.category,
         "may_issue": "on",
         "may_redeem": "on",
+        "change_reason": "New rate agreed",
         "rates-TOTAL_FORMS": "1",
         "rates-INITIAL_FORMS": "0",
         "rates-0-effective_from": effective_from.isoformat(),
@@ -170,6 +171,7 @@ def test_a_rate_in_force_cannot_be_changed_but_a_future_one_can(manager_client, 
     )
     payload = {
         "tenant": tenant.pk,
+        "change_reason": "Typo in the contract's rate",
         "price_per_point": "5.0000",
         "reimbursement_per_point": "1.0000",
     }
