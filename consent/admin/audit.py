@@ -21,7 +21,7 @@ class DataAccessAdmin(ReadOnlyAdmin):
     search_fields = ("user__username", "why")
     search_help_text = "A member id, a staff username, or words of the reason."
     fields = ("at", "user", "action", "member", "purpose", "request", "rows", "what", "why")
-    ordering = ("-at", "-id")
+    ordering = ("-at", "-id")  # type: ignore[assignment]
 
     @admin.display(description="Member", ordering="member")
     def member_short(self, obj: DataAccess) -> SafeString | str:

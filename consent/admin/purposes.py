@@ -11,12 +11,15 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.safestring import SafeString
 
 from coalition.admin.base import ReadOnlyAdmin, ReadOnlyTabularInline, member_link, uuid_or_none
 from coalition.errors import InvalidRequest
 from consent.models import ConsentEvent, ConsentNotice, ConsentPurpose
 from consent.services import consent_notice_publish
+from consent.services.audience import audience_count, audience_export, purpose_is_marketing
 
 EXTRA_LANGUAGES = 3
 
@@ -52,6 +55,16 @@ class NoticeVersionForm(forms.Form):
         return texts
 
 
+class AudienceExportForm(forms.Form):
+    why = forms.CharField(
+        label="Why",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The campaign and who it is for, e.g. “November newsletter, sent by the mall "
+        "on behalf of Apparel Co”. Kept in the personal data access log.",
+    )
+
+
 class ConsentNoticeInline(ReadOnlyTabularInline):
     model = ConsentNotice
     fields = ("version", "language", "text", "published_at")
@@ -79,7 +92,12 @@ class ConsentPurposeAdmin(admin.ModelAdmin):
                 "<path:object_id>/publish/",
                 self.admin_site.admin_view(self.publish_view),
                 name="consent_consentpurpose_publish",
-            )
+            ),
+            path(
+                "<path:object_id>/audience/",
+                self.admin_site.admin_view(self.audience_view),
+                name="consent_consentpurpose_audience",
+            ),
         ]
         return custom + super().get_urls()
 
@@ -92,6 +110,70 @@ class ConsentPurposeAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         context = {"can_publish": self.has_change_permission(request), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        context["can_export_audience"] = (
+            obj is not None
+            and self.has_export_audience_permission(request)
+            and purpose_is_marketing(obj)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def has_export_audience_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consent.export_audience")
+
+    def audience_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The purpose's audience now, as a CSV download, for a reason that is logged."""
+        if not self.has_export_audience_permission(request):
+            raise PermissionDenied
+        purpose = self.get_object(request, unquote(object_id))
+        if purpose is None:
+            raise Http404("No such purpose.")
+        change_url = reverse("admin:consent_consentpurpose_change", args=[purpose.pk])
+        if not purpose_is_marketing(purpose):
+            self.message_user(
+                request,
+                f"{purpose} is not a marketing purpose: it has no audience to export.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        form = AudienceExportForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                export = audience_export(
+                    purpose=purpose, actor=request.user, why=form.cleaned_data["why"]
+                )
+            except InvalidRequest as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+            else:
+                response = HttpResponse(export.content, content_type="text/csv; charset=utf-8")
+                response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+                # Personal data: no copy in a browser's or a proxy's cache.
+                patch_cache_control(response, no_store=True, private=True)
+                return response
+        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
+        return TemplateResponse(
+            request,
+            "admin/consent/consentpurpose/audience.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "adminform": adminform,
+                "original": purpose,
+                "audience_size": audience_count(purpose=purpose, at=timezone.now()),
+                "title": f"Export the audience of {purpose}",
+                "submit_label": "Download the CSV",
+                "cancel_url": change_url,
+            },
+        )
 
     def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         purpose = self.get_object(request, unquote(object_id))

@@ -45,7 +45,7 @@ class AccessFile:
 
 @transaction.atomic
 def member_access_export(
-    *, request: PrivacyRequest, actor: User, fmt: str, now: datetime | None = None
+    *, request: PrivacyRequest, actor: Any, fmt: str, now: datetime | None = None
 ) -> AccessFile:
     """The member's access file for a verified access request, recorded as an export."""
     if fmt not in CONTENT_TYPES:
