@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from auditlog.models import LogEntry
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -150,9 +149,12 @@ def test_the_audit_tables_refuse_changes_outside_an_erasure(
         ("UPDATE consent_dataaccess SET why = 'x' WHERE id = %s", [record.pk]),
         ("DELETE FROM consent_dataaccess WHERE id = %s", [record.pk]),
     ):
-        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(statement, params)
+        with (
+            pytest.raises(IntegrityError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement, params)
 
 
 # -- the proof -----------------------------------------------------------------------------
