@@ -2,7 +2,7 @@
 
 The proof the issue asks for is `test_markers_are_nowhere_after_erasure`: marker values that
 appear nowhere else go through a till enrolment, a batch line, an import preview, an expiry
-notice, a staff view and an export; after the erasure a `pg_dump --data-only` of the test
+notice, a staff view and an access export; after the erasure a `pg_dump --data-only` of the test
 database and a search of the media folder find none of them.
 """
 
@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from auditlog.models import LogEntry
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from coalition.models import AccountKind, Batch, Coalition, Journal, JournalKind, Lot
@@ -25,7 +27,7 @@ from coalition.services import points_earn
 from coalition.services.batches import batch_process
 from coalition.services.ledger import coalition_account
 from coalition.services.notices import expiry_notices_queue, expiry_notices_send
-from coalition.services.staff import PRIVACY_OFFICER, SUPPORT
+from coalition.services.staff import PRIVACY_OFFICER, PROGRAMME_MANAGER, SUPPORT
 from coalition.tests.admin_client import client_for, staff_user
 from consent.models import (
     ConsentPurpose,
@@ -39,7 +41,12 @@ from consent.models import (
 from consent.selectors import consent_state
 from consent.services import consents_record
 from consent.services.erasure import member_erase
-from consent.services.privacy import privacy_erasures_run
+from consent.services.privacy import (
+    privacy_erasures_run,
+    privacy_request_complete,
+    privacy_request_open,
+    privacy_request_verify,
+)
 from members.models import Identifier, Member, MemberStatus
 from members.services import member_enrol
 from tenants.models import Till
@@ -244,23 +251,50 @@ def test_markers_are_nowhere_after_erasure(
     assert reveal.status_code == 302
     page = support_client.get(f"/admin/members/member/{member.pk}/change/")
     assert NAME in page.content.decode() and PHONE in page.content.decode()
-    # and an upload left in the media folder (an import preview never confirmed)
-    imports = Path(settings.MEDIA_ROOT) / "django-import-export"
-    imports.mkdir(parents=True)
-    (imports / "members.csv").write_text(f"phone,name\n{PHONE_LOCAL},{NAME}\n")
-    (imports / "other.csv").write_text("phone,name\n+919111111111,Someone Else\n")
+    # and who is in a tenant's old-programme file that support previewed but never confirmed
+    # (its file waits in the media folder), next to a file about someone else
+    header = "phone,email,card,name,adult,marketing_mall,analytics\n"
+    for text in (
+        f"{header}{PHONE_LOCAL},{EMAIL},,{NAME},yes,yes,\n",
+        f"{header}91111 11111,,,Else,yes,,\n",
+    ):
+        preview = support_client.post(
+            reverse("admin:members_member_import"),
+            {
+                "resource": "0",
+                "coalition": str(coalition.pk),
+                "format": "0",
+                "import_file": SimpleUploadedFile("old.csv", text.encode(), "text/csv"),
+            },
+        )
+        assert preview.status_code == 200 and "confirm_form" in preview.context
+    waiting = [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    assert len(waiting) == 2
+    # and who asked for their file, which the privacy officer exported
+    officer_client = client_for(officer)
+    access = privacy_request_open(member=member, kind="access", actor=officer, note=f"{NAME}")
+    privacy_request_verify(request=access, actor=officer, note="ID seen at the desk")
+    exported = officer_client.post(f"/admin/consent/privacyrequest/{access.pk}/file/json/")
+    assert exported.status_code == 200 and EMAIL in exported.content.decode()
+    privacy_request_complete(request=access, actor=officer)
+    # and who is in the mall's marketing audience, exported by a programme manager
+    marketing = ConsentPurpose.objects.get(coalition=coalition, code=ConsentPurpose.MARKETING_MALL)
+    audience = client_for(staff_user("manager-m", PROGRAMME_MANAGER)).post(
+        reverse("admin:consent_consentpurpose_audience", args=[marketing.pk]),
+        {"why": "November newsletter"},
+    )
+    assert audience.status_code == 200 and PHONE in audience.content.decode()
     # Every copy holds the markers before the erasure (the test can see them)
     before = pg_dump_text()
     assert set(markers_in(before, markers)) == set(markers)
 
     # When the privacy officer takes an erasure request through received → verified → done
-    officer_client = client_for(officer)
     opened = officer_client.post(
         "/admin/consent/privacyrequest/add/",
         {"member": str(member.pk), "kind": "erasure", "note": "Asked at the desk."},
     )
     assert opened.status_code == 302, opened.content
-    request = PrivacyRequest.objects.get(member=member)
+    request = PrivacyRequest.objects.get(member=member, kind=PrivacyRequestKind.ERASURE)
     assert request.due_on == timezone.localdate() + timedelta(days=coalition.privacy_request_days)
     base = f"/admin/consent/privacyrequest/{request.pk}/step"
     assert officer_client.post(f"{base}/erase/", {}).status_code == 200  # not verified yet
@@ -275,7 +309,7 @@ def test_markers_are_nowhere_after_erasure(
     assert markers_in(after, markers) == []
     media = b"".join(p.read_bytes() for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file())
     assert markers_in(media.decode(), markers) == []
-    assert (imports / "other.csv").exists()  # files about others stay
+    assert len([p for p in waiting if p.exists()]) == 1  # the file about someone else stays
     # and the ledger still adds up, with the entries under the member's opaque id
     assert_ledger_clean(coalition)
     assert str(member.pk) in after

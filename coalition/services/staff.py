@@ -50,6 +50,8 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.change_coalition",
             "coalition.view_liability",
             "coalition.view_expirypolicymigration",
+            # Marketing audiences: the members who consent to a marketing purpose, as a CSV.
+            "consent.export_audience",
             "tenants.view_tenant",
             "tenants.add_tenant",
             "tenants.change_tenant",

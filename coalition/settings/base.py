@@ -90,6 +90,11 @@ STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 
+# Admin imports: a file awaiting confirmation waits under MEDIA_ROOT/django-import-export/, where
+# an erasure can find it; importing needs the model's "add" permission (members.add_member).
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+
 LOGIN_URL = "admin:login"
 
 # Celery: JSON only, bounded tasks. The broker only wakes workers; work that must happen is a

@@ -13,6 +13,7 @@ from coalition.tests.admin_client import client_for, staff_user
 # test fails if the mapping in coalition/services/staff.py drifts from it.
 EXPECTED = {
     "Programme manager": {
+        "consent.export_audience",
         "coalition.view_coalition",
         "coalition.change_coalition",
         "tenants.view_tenant",

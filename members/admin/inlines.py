@@ -10,12 +10,19 @@ from django.utils.safestring import SafeString
 from coalition.admin.base import ReadOnlyTabularInline, admin_link
 from coalition.models import Lot
 from consent.models import ConsentEvent
+from members.admin.search import identifier_mask
 from members.models import Identifier
 
 
 class IdentifierInline(ReadOnlyTabularInline):
+    """Masked: the full values are shown in the personal-data panel, after a recorded reveal."""
+
     model = Identifier
-    fields = ("kind", "value", "created_at")
+    fields = ("kind", "masked_value", "created_at", "released_at")
+
+    @admin.display(description="Identifier")
+    def masked_value(self, obj: Identifier) -> str:
+        return identifier_mask(obj.kind, obj.value)
 
 
 class OpenLotInline(ReadOnlyTabularInline):

@@ -23,16 +23,20 @@ from consent.models import ConsentPurpose
 from consent.selectors import consent_overview
 from consent.services import consents_record
 from members.admin.forms import AdjustPointsForm, MemberEnrolForm, MergeMembersForm, error_to_form
+from members.admin.imports import MemberImportMixin
 from members.admin.inlines import ConsentEventInline, IdentifierInline, OpenLotInline
 from members.admin.reads import member_history_ids, members_with_balances
-from members.admin.search import identifier_mask, members_search
+from members.admin.reveal import RevealForm, member_personal_data, reveal_grant, revealed
+from members.admin.search import identifier_mask, members_search, name_mask
 from members.models import Member, MemberStatus
+from members.resources import MemberResource
 from members.selectors import member_balances, member_expiring
 from members.services import member_enrol, members_merge
 
 
 @admin.register(Member)
-class MemberAdmin(BigTableAdmin):
+class MemberAdmin(MemberImportMixin, BigTableAdmin):
+    resource_classes = [MemberResource]  # import only: members are never exported here
     list_display = (
         "short_id",
         "who",
@@ -49,7 +53,7 @@ class MemberAdmin(BigTableAdmin):
         "Phone (any format), email, card number, member id or short id, or part of a name."
     )
     fieldsets = (
-        (None, {"fields": ("id", "coalition", "name", "status", "merged_into", "merged_members")}),
+        (None, {"fields": ("id", "coalition", "status", "merged_into", "merged_members")}),
         ("Points", {"fields": ("points_summary",)}),
         (
             "Enrolment",
@@ -62,12 +66,11 @@ class MemberAdmin(BigTableAdmin):
                 )
             },
         ),
-        ("Age", {"fields": ("adult_declared", "guardian_name", "guardian_consent_at")}),
+        ("Age", {"fields": ("adult_declared", "guardian_consent_at")}),
     )
     readonly_fields = (
         "id",
         "coalition",
-        "name",
         "status",
         "merged_into",
         "merged_members",
@@ -78,7 +81,6 @@ class MemberAdmin(BigTableAdmin):
         "enrolled_by_user",
         "last_activity_at",
         "adult_declared",
-        "guardian_name",
         "guardian_consent_at",
     )
     inlines = (IdentifierInline, OpenLotInline, ConsentEventInline)
@@ -110,7 +112,8 @@ class MemberAdmin(BigTableAdmin):
         )
         if not obj.name:
             return format_html("{}", masked)
-        return format_html('{}<br><span class="quiet">{}</span>', obj.name, masked)
+        # Names are masked in the list too: seeing one in full is a recorded view (reveal_view).
+        return format_html('{}<br><span class="quiet">{}</span>', name_mask(obj.name), masked)
 
     @admin.display(description="Enrolled", ordering="enrolled_at")
     def enrolled_on(self, obj: Member) -> str:
@@ -178,6 +181,11 @@ class MemberAdmin(BigTableAdmin):
                 name="members_member_adjust",
             ),
             path(
+                "<path:object_id>/reveal/",
+                self.admin_site.admin_view(self.reveal_view),
+                name="members_member_reveal",
+            ),
+            path(
                 "<path:object_id>/consent/",
                 self.admin_site.admin_view(self.consent_view),
                 name="members_member_consent",
@@ -202,6 +210,10 @@ class MemberAdmin(BigTableAdmin):
             "show_save_and_add_another": False,
             "history_ids": history,
             "consents": consent_overview(member) if member else [],
+            "personal": member_personal_data(member, revealed=revealed(request, member))
+            if member
+            else None,
+            "reveal_form": RevealForm(),
             "can_consent": self.has_consent_permission(request)
             and member is not None
             and member.status == MemberStatus.ACTIVE,
@@ -289,6 +301,22 @@ class MemberAdmin(BigTableAdmin):
             original=member,
             threshold=member.coalition.adjustment_approval_threshold,
         )
+
+    def reveal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Show the member's name and identifiers in full for a while, once the reason is
+        given; the view is recorded (who, when, what, why) for the privacy officer."""
+        member = self.get_object(request, unquote(object_id))
+        if member is None:
+            raise Http404("No such member.")
+        if request.method != "POST" or not self.has_view_permission(request, member):
+            raise PermissionDenied
+        change_url = reverse("admin:members_member_change", args=[member.pk])
+        form = RevealForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, "Say why you need to see the personal data.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        reveal_grant(request, member, why=form.why())
+        return HttpResponseRedirect(change_url + "#personal-data")
 
     def consent_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Give or withdraw one purpose in one click (withdrawing is as easy as giving); ending

@@ -73,3 +73,8 @@ def identifier_mask(kind: str | None, value: str | None) -> str:
         local, _, domain = value.partition("@")
         return f"{local[:1]}{MASK * 3}@{domain}"
     return MASK * 4 + value[-4:]
+
+
+def name_mask(name: str) -> str:
+    """`Priya Sharma` → `P. S.`: enough to tell two results apart, not to know who it is."""
+    return " ".join(f"{word[:1]}." for word in name.split()) or "—"
