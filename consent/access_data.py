@@ -33,9 +33,8 @@ from coalition.models import (
 from coalition.models.ledger import Entry
 from consent.models import ConsentEvent, ConsentNotice, PrivacyRequest
 from consent.selectors import consent_overview
-from members.admin.reads import member_history_ids
 from members.models import Identifier, IdentifierKind, Member
-from members.selectors import member_balances, member_reference_for_tenant
+from members.selectors import member_balances, member_history_ids, member_reference_for_tenant
 
 Moment = Callable[[datetime | None], str | None]  # a datetime as ISO 8601 in the mall's zone
 

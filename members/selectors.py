@@ -142,3 +142,14 @@ def member_reference_for_tenant(tenant_id: int, member_id: uuid.UUID | str | Non
     message = f"member-ref:{tenant_id}:{member_id}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest().upper()
     return f"M-{digest[:4]}-{digest[4:8]}"
+
+
+def member_history_ids(member: Member) -> list[uuid.UUID]:
+    """The member and every member merged into it, directly or through earlier merges."""
+    ids, frontier = [member.pk], [member.pk]
+    while frontier:
+        frontier = list(
+            Member.objects.filter(merged_into__in=frontier).values_list("pk", flat=True)
+        )
+        ids.extend(frontier)
+    return ids

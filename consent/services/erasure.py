@@ -47,6 +47,7 @@ from consent.models import (
 )
 from consent.selectors import consent_state
 from members.models import Identifier, IdentifierKind, Member, MemberStatus
+from members.selectors import member_history_ids
 
 ERASED = "[erased]"
 WHAT = "name, phone, email, card"
@@ -81,17 +82,6 @@ class Erasure:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def _history_ids(member: Member) -> list[UUID]:
-    """The member and every record merged into it (their names are the same person's)."""
-    ids, frontier = [member.pk], [member.pk]
-    while frontier:
-        frontier = list(
-            Member.objects.filter(merged_into__in=frontier).values_list("pk", flat=True)
-        )
-        ids.extend(frontier)
-    return ids
 
 
 def _values(member_ids: Sequence[UUID]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -291,7 +281,7 @@ def member_erase(
     _execute("SELECT set_config('coalition.erasure', 'on', true)", [])
 
     done = Erasure()
-    member_ids = _history_ids(member)
+    member_ids = member_history_ids(member)
     values, identifiers = _values(member_ids)
     regex = _regex(values)
     identifier_ids = list(

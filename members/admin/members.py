@@ -25,12 +25,12 @@ from consent.services import consents_record
 from members.admin.forms import AdjustPointsForm, MemberEnrolForm, MergeMembersForm, error_to_form
 from members.admin.imports import MemberImportMixin
 from members.admin.inlines import ConsentEventInline, IdentifierInline, OpenLotInline
-from members.admin.reads import member_history_ids, members_with_balances
+from members.admin.reads import members_with_balances
 from members.admin.reveal import RevealForm, member_personal_data, reveal_grant, revealed
 from members.admin.search import identifier_mask, members_search, name_mask
 from members.models import Member, MemberStatus
 from members.resources import MemberResource
-from members.selectors import member_balances, member_expiring
+from members.selectors import member_balances, member_expiring, member_history_ids
 from members.services import member_enrol, members_merge
 
 

@@ -1,7 +1,5 @@
 """Reads the member pages need beyond members/selectors.py: a page of members with their
-balances in one query, and a member's merge history."""
-
-from uuid import UUID
+balances in one query."""
 
 from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 
@@ -33,14 +31,3 @@ def members_with_balances(queryset: QuerySet[Member]) -> QuerySet[Member]:
         primary_kind=Subquery(identifiers.values("kind")[:1]),
         primary_value=Subquery(identifiers.values("value")[:1]),
     )
-
-
-def member_history_ids(member: Member) -> list[UUID]:
-    """The member and every member merged into it, directly or through earlier merges."""
-    ids, frontier = [member.pk], [member.pk]
-    while frontier:
-        frontier = list(
-            Member.objects.filter(merged_into__in=frontier).values_list("pk", flat=True)
-        )
-        ids.extend(frontier)
-    return ids
