@@ -246,12 +246,19 @@ def _files_mentioning(values: Sequence[str]) -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
     if not values or not root.is_dir():
         return []
-    needles = [value.lower().encode() for value in values]
-    return [
-        path
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and any(needle in path.read_bytes().lower() for needle in needles)
-    ]
+    # A phone is matched on its digits alone: a file keeps the cell as typed ("98123 45678").
+    digits = [value.encode() for value in values if value.isdigit()]
+    needles = [value.lower().encode() for value in values if not value.isdigit()]
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        content = path.read_bytes().lower()
+        if any(needle in content for needle in needles) or any(
+            number in re.sub(rb"\D", b"", content) for number in digits
+        ):
+            found.append(path)
+    return found
 
 
 def _files_delete(paths: Sequence[Path]) -> None:
