@@ -6,11 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -141,6 +143,28 @@ class ChangeReasonAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         with audit_why(form.cleaned_data.get(REASON_FIELD, "")):
             super().save_related(request, form, formsets, change)
+
+
+def service_form_page(
+    model_admin: "admin.ModelAdmin[Any]",
+    request: HttpRequest,
+    template: str,
+    form: forms.Form,
+    **context: Any,
+) -> TemplateResponse:
+    """A staff action as one form page (`admin/service_form.html` or a template extending it):
+    the form laid out by its FIELDSETS, or all its fields in one block."""
+    fieldsets = getattr(form, "FIELDSETS", [(None, {"fields": list(form.fields)})])
+    return TemplateResponse(
+        request,
+        template,
+        {
+            **model_admin.admin_site.each_context(request),
+            "opts": model_admin.opts,
+            "adminform": helpers.AdminForm(form, fieldsets, {}),  # type: ignore[arg-type]
+        }
+        | context,
+    )
 
 
 def admin_link(obj: Model, text: str | None = None) -> SafeString:

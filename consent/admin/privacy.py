@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from coalition.admin.base import member_link, uuid_or_none
+from coalition.admin.base import member_link, service_form_page, uuid_or_none
 from coalition.errors import DomainError
 from consent.models import PrivacyRequest, PrivacyRequestKind, PrivacyRequestStatus
 from consent.services.access import member_access_export
@@ -283,10 +282,6 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
     def _form_page(
         self, request: HttpRequest, form: forms.Form, **context: Any
     ) -> TemplateResponse:
-        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
-        return TemplateResponse(
-            request,
-            "admin/consent/privacyrequest/step.html",
-            {**self.admin_site.each_context(request), "opts": self.opts, "adminform": adminform}
-            | context,
+        return service_form_page(
+            self, request, "admin/consent/privacyrequest/step.html", form, **context
         )

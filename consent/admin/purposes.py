@@ -4,18 +4,22 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.safestring import SafeString
 
-from coalition.admin.base import ReadOnlyAdmin, ReadOnlyTabularInline, member_link, uuid_or_none
+from coalition.admin.base import (
+    ReadOnlyAdmin,
+    ReadOnlyTabularInline,
+    member_link,
+    service_form_page,
+    uuid_or_none,
+)
 from coalition.errors import InvalidRequest
 from consent.models import ConsentEvent, ConsentNotice, ConsentPurpose
 from consent.services import consent_notice_publish
@@ -159,20 +163,16 @@ class ConsentPurposeAdmin(admin.ModelAdmin):
                 # Personal data: no copy in a browser's or a proxy's cache.
                 patch_cache_control(response, no_store=True, private=True)
                 return response
-        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
-        return TemplateResponse(
+        return service_form_page(
+            self,
             request,
             "admin/consent/consentpurpose/audience.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "adminform": adminform,
-                "original": purpose,
-                "audience_size": audience_count(purpose=purpose, at=timezone.now()),
-                "title": f"Export the audience of {purpose}",
-                "submit_label": "Download the CSV",
-                "cancel_url": change_url,
-            },
+            form,
+            original=purpose,
+            audience_size=audience_count(purpose=purpose, at=timezone.now()),
+            title=f"Export the audience of {purpose}",
+            submit_label="Download the CSV",
+            cancel_url=change_url,
         )
 
     def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -198,19 +198,15 @@ class ConsentPurposeAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(change_url)
-        adminform = helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {})  # type: ignore[arg-type]
-        return TemplateResponse(
+        return service_form_page(
+            self,
             request,
             "admin/consent/consentpurpose/publish.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "adminform": adminform,
-                "original": purpose,
-                "title": f"New notice version for {purpose}",
-                "submit_label": "Publish",
-                "cancel_url": change_url,
-            },
+            form,
+            original=purpose,
+            title=f"New notice version for {purpose}",
+            submit_label="Publish",
+            cancel_url=change_url,
         )
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> Any:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from coalition.admin.base import BigTableAdmin, short_id
+from coalition.admin.base import BigTableAdmin, service_form_page, short_id
 from coalition.errors import DomainError
 from coalition.models import AdjustmentRequest, Coalition
 from coalition.services import points_adjust
@@ -426,11 +426,4 @@ class MemberAdmin(MemberImportMixin, BigTableAdmin):
     def _form_page(
         self, request: HttpRequest, template: str, form: Any, **context: Any
     ) -> TemplateResponse:
-        fieldsets = getattr(form, "FIELDSETS", [(None, {"fields": list(form.fields)})])
-        adminform = helpers.AdminForm(form, fieldsets, {})
-        return TemplateResponse(
-            request,
-            template,
-            {**self.admin_site.each_context(request), "opts": self.opts, "adminform": adminform}
-            | context,
-        )
+        return service_form_page(self, request, template, form, **context)
