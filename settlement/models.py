@@ -41,6 +41,9 @@ class LineKind(models.TextChoices):
     ISSUED_REVERSED = "issued_reversed", "Points issued, reversed"
     HONOURED = "honoured", "Points honoured"
     HONOURED_REVERSED = "honoured_reversed", "Points honoured, reversed"
+    CAMPAIGN = "campaign", "Campaign points it funded"
+    CAMPAIGN_REVERSED = "campaign_reversed", "Campaign points it funded, reversed"
+    OPENING = "opening", "Opening balances brought from its old programme"
     FEE = "fee", "Programme fee"
     PAYMENT = "payment", "Payments received"
     PAYOUT = "payout", "Payments made to the tenant"
@@ -55,6 +58,9 @@ LINE_SIGN = {
     LineKind.ISSUED_REVERSED: -1,
     LineKind.HONOURED: -1,
     LineKind.HONOURED_REVERSED: 1,
+    LineKind.CAMPAIGN: 1,
+    LineKind.CAMPAIGN_REVERSED: -1,
+    LineKind.OPENING: 1,
     LineKind.FEE: 1,
     LineKind.PAYMENT: -1,
     LineKind.PAYOUT: 1,

@@ -1,3 +1,4 @@
+from coalition.models.campaigns import Campaign, CampaignAward, CampaignKind
 from coalition.models.ledger import (
     MEMBER_KINDS,
     MEMBER_KINDS_SET,
@@ -32,6 +33,9 @@ __all__ = [
     "BatchLine",
     "BatchStatus",
     "BreakagePolicy",
+    "Campaign",
+    "CampaignAward",
+    "CampaignKind",
     "Coalition",
     "Entry",
     "ExpiryNotice",

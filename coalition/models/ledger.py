@@ -17,6 +17,7 @@ class AccountKind(models.TextChoices):
     MEMBER_PENDING = "member_pending", "Member: pending points (holdback)"
     TENANT_ISSUED = "tenant_issued", "Tenant: points issued"
     TENANT_REDEEMED = "tenant_redeemed", "Tenant: points honoured"
+    TENANT_CAMPAIGN = "tenant_campaign", "Tenant: campaign points it funded"
     BREAKAGE = "breakage", "Coalition: expired points (breakage)"
     CAMPAIGN = "campaign", "Coalition: operator-funded campaign points"
     ADJUSTMENT = "adjustment", "Coalition: manual adjustments"
@@ -26,7 +27,7 @@ class AccountKind(models.TextChoices):
 
 
 MEMBER_KINDS = (AccountKind.MEMBER_POINTS, AccountKind.MEMBER_PENDING)
-TENANT_KINDS = (AccountKind.TENANT_ISSUED, AccountKind.TENANT_REDEEMED)
+TENANT_KINDS = (AccountKind.TENANT_ISSUED, AccountKind.TENANT_REDEEMED, AccountKind.TENANT_CAMPAIGN)
 MEMBER_KINDS_SET = frozenset(MEMBER_KINDS)
 
 
@@ -98,6 +99,7 @@ class JournalKind(models.TextChoices):
     ADJUST = "adjust", "Manual adjustment"
     MERGE = "merge", "Member merge"
     FORFEIT = "forfeit", "Forfeit on erasure"
+    OPENING = "opening", "Opening balance brought from a tenant's old programme"
 
 
 class Journal(models.Model):
