@@ -96,7 +96,7 @@ CHECKS: dict[str, str] = {
     "member_flow": """
         WITH flows AS (
             SELECT a.member_id,
-                   SUM(CASE WHEN j.kind IN ('earn', 'adjust', 'burn_reversal', 'merge')
+                   SUM(CASE WHEN j.kind IN ('earn', 'opening', 'adjust', 'burn_reversal', 'merge')
                              AND e.points > 0 THEN e.points ELSE 0 END) AS earned,
                    SUM(CASE WHEN j.kind = 'burn' THEN -e.points ELSE 0 END) AS spent,
                    SUM(CASE WHEN j.kind = 'expire' THEN -e.points ELSE 0 END) AS expired,
@@ -126,31 +126,34 @@ CHECKS: dict[str, str] = {
     "journal_header": """
         SELECT 'journal ' || j.id,
                j.kind || ' of ' || j.points || ' points worth ' || j.value || ', but its '
-               || c.counter || ' entries move ' || COALESCE(m.moved, 0)
+               || array_to_string(c.counters, ' and ') || ' entries move ' || COALESCE(m.moved, 0)
         FROM coalition_journal j
         CROSS JOIN LATERAL (
+            -- An earn's points are funded by its tenant, the tenant's campaigns and the mall's.
             SELECT CASE j.kind
-                       WHEN 'earn' THEN 'tenant_issued'
-                       WHEN 'earn_reversal' THEN 'tenant_issued'
-                       WHEN 'burn' THEN 'tenant_redeemed'
-                       WHEN 'burn_reversal' THEN 'tenant_redeemed'
-                       WHEN 'expire' THEN 'breakage' WHEN 'adjust' THEN 'adjustment'
-                       WHEN 'release' THEN 'member_pending' WHEN 'forfeit' THEN 'forfeit'
-                   END AS counter,
+                       WHEN 'earn' THEN '{tenant_issued,tenant_campaign,campaign}'::text[]
+                       WHEN 'earn_reversal'
+                           THEN '{tenant_issued,tenant_campaign,campaign}'::text[]
+                       WHEN 'opening' THEN '{tenant_issued}'
+                       WHEN 'burn' THEN '{tenant_redeemed}'
+                       WHEN 'burn_reversal' THEN '{tenant_redeemed}'
+                       WHEN 'expire' THEN '{breakage}' WHEN 'adjust' THEN '{adjustment}'
+                       WHEN 'release' THEN '{member_pending}' WHEN 'forfeit' THEN '{forfeit}'
+                   END AS counters,
                    CASE j.kind
                        WHEN 'earn' THEN -1 WHEN 'earn_reversal' THEN 1 WHEN 'burn' THEN 1
                        WHEN 'burn_reversal' THEN -1 WHEN 'expire' THEN 1 WHEN 'release' THEN -1
-                       WHEN 'forfeit' THEN 1
+                       WHEN 'forfeit' THEN 1 WHEN 'opening' THEN -1
                    END AS sign
         ) c
         LEFT JOIN LATERAL (
             SELECT SUM(e.points) AS moved
             FROM coalition_entry e JOIN coalition_account a ON a.id = e.account_id
-            WHERE e.journal_id = j.id AND a.kind = c.counter
+            WHERE e.journal_id = j.id AND a.kind = ANY(c.counters)
         ) m ON TRUE
         WHERE j.coalition_id = %(c)s
           AND (j.value <> ROUND(j.points * j.point_value, 2)
-               OR (c.counter IS NOT NULL AND c.sign IS NOT NULL
+               OR (c.counters IS NOT NULL AND c.sign IS NOT NULL
                    AND j.points * c.sign <> COALESCE(m.moved, 0))
                OR (j.kind = 'adjust' AND j.points <> ABS(COALESCE(m.moved, 0))))
     """,
@@ -163,7 +166,7 @@ CHECKS: dict[str, str] = {
         FROM (
             SELECT e.id, e.points, e.value, a.kind,
                    CASE
-                       WHEN a.kind = 'tenant_issued'
+                       WHEN a.kind IN ('tenant_issued', 'tenant_campaign')
                            THEN e.points * COALESCE(j.price_per_point, j.point_value)
                        WHEN a.kind = 'tenant_redeemed'
                            THEN e.points * COALESCE(j.reimbursement_per_point, j.point_value)

@@ -41,6 +41,7 @@ from coalition.rows import (
     select_list,
     width,
 )
+from coalition.services.campaigns import campaigns_running_sql
 from coalition.services.programme import LotTerms
 from members.models import Member, MemberStatus
 from tenants.models import Tenant
@@ -433,17 +434,20 @@ class PostingLock:
     tenant_account: Account
     house_account: Account
     receipt_posted: bool
+    campaign_ids: list[int]  # campaigns running for an earn at this tenant on the day
 
 
 @cache
-def _posting_reads_sql() -> str:
+def _posting_reads_sql(with_campaigns: bool) -> str:
     member = Member._meta.db_table
     journal = Journal._meta.db_table
     account = Account._meta.db_table
+    campaigns = f"ARRAY({campaigns_running_sql()})" if with_campaigns else "'{}'::bigint[]"
     return f"""
         SELECT m.status, r.price_per_point, r.reimbursement_per_point,
             EXISTS (SELECT 1 FROM {journal} WHERE store_id = %(store)s AND kind = %(receipt_kind)s
                 AND receipt = %(receipt)s AND {_RECEIPT_INDEX_PREDICATE}),
+            {campaigns},
             {select_list(Account, "ta")}, {select_list(Account, "ha")}
         FROM (SELECT %(member)s::uuid AS id) x
         LEFT JOIN {member} m ON m.id = x.id
@@ -469,17 +473,19 @@ def posting_lock(
     After the lock, one statement re-reads the member's status (MemberNotFound if it was merged
     away or erased while we waited), and reads the tenant's rates on `day`, the tenant's account
     of `tenant_kind`, the coalition's `house_kind` account and, given `receipt` as (store id,
-    journal kind, receipt), whether that receipt is already posted.
+    journal kind, receipt), whether that receipt is already posted; for an earn, also the
+    campaigns running at the tenant on `day` (`campaigns.campaigns_running_sql`).
     """
     accounts = member_accounts_lock(member.pk)[member.pk]
     store_id, receipt_kind, receipt_number = receipt or (None, "", "")
     row = fetch_one(
-        _posting_reads_sql(),
+        _posting_reads_sql(tenant_kind == AccountKind.TENANT_ISSUED),
         {
             "member": str(member.pk),
             "coalition": tenant.coalition_id,
             "tenant": tenant.pk,
             "day": day,
+            "weekday": day.weekday(),
             "tenant_kind": tenant_kind,
             "house_kind": house_kind,
             "store": store_id,
@@ -492,7 +498,7 @@ def posting_lock(
         raise MemberNotFound("This member is not enrolled.")
     price, reimbursement = rates_or_defaults(tenant, (row[1], row[2]))
     width_ = width(Account)
-    tenant_row, house_row = row[4 : 4 + width_], row[4 + width_ :]
+    tenant_row, house_row = row[5 : 5 + width_], row[5 + width_ :]
     return PostingLock(
         accounts=accounts,
         price=price,
@@ -504,6 +510,7 @@ def posting_lock(
         if house_row[0] is not None
         else coalition_account(tenant.coalition_id, house_kind),
         receipt_posted=bool(row[3]),
+        campaign_ids=list(row[4]),
     )
 
 

@@ -27,18 +27,22 @@ from coalition.models import (
     Lot,
 )
 from coalition.money import money_round
+from coalition.services.campaigns import awards_record, earn_price
 from coalition.services.ledger import (
     Leg,
     MemberId,
     Posting,
+    coalition_account,
     journal_at_nominal,
     journal_post,
+    lot_create,
     lot_new,
     lots_consume_fifo,
     lots_fit,
     lots_slide,
     member_accounts_lock,
     posting_lock,
+    tenant_account,
 )
 from coalition.services.programme import (
     earn_points,
@@ -122,7 +126,16 @@ def points_earn(
     )
     accounts, price, reimbursement = locked.accounts, locked.price, locked.reimbursement
 
-    points = earn_points(coalition, amount)
+    priced = earn_price(
+        coalition=coalition,
+        tenant=tenant,
+        member_id=member.pk,
+        amount=amount,
+        base=earn_points(coalition, amount),
+        occurred_on=occurred_on,
+        campaign_ids=locked.campaign_ids,
+    )
+    points = priced.points
     nominal = coalition.point_value
     journal = Journal(
         coalition=coalition,
@@ -146,23 +159,48 @@ def points_earn(
     held = coalition.holdback_days > 0
     target = accounts.pending if held else accounts.points
     before = accounts.points.balance
+    # The tenant pays for its points and for its own campaigns' (at its price, on a separate
+    # account so its statement shows them apart); the mall's bonus comes from the campaign
+    # account at nominal value, and never reaches a tenant's bill.
+    tenant_funded = priced.base + priced.tenant_funded
     legs = [
         Leg(target, points, points * nominal),
-        Leg(locked.tenant_account, -points, -points * price),
+        Leg(locked.tenant_account, -priced.base, -priced.base * price),
     ]
+    if priced.tenant_funded:
+        campaign_account = tenant_account(coalition.pk, tenant.pk, AccountKind.TENANT_CAMPAIGN)
+        legs.append(Leg(campaign_account, -priced.tenant_funded, -priced.tenant_funded * price))
+    if priced.mall_funded:
+        mall = coalition_account(coalition.pk, AccountKind.CAMPAIGN)
+        legs.append(Leg(mall, -priced.mall_funded, -priced.mall_funded * nominal))
     if price != nominal:
-        legs.append(Leg(locked.house_account, 0, points * (price - nominal)))
-    # A negative balance (a refund after spending) is repaid first; only the rest is a new lot.
+        legs.append(Leg(locked.house_account, 0, tenant_funded * (price - nominal)))
+    # A negative balance (a refund after spending) is repaid first; only the rest is a new lot,
+    # the tenant's points before the mall's.
     lot_points = points if held else max(before + points, 0) - max(before, 0)
+    terms = lot_terms(coalition, occurred_on)
+    pending_until = now + timedelta(days=coalition.holdback_days) if held else None
     lot = lot_new(
         journal=journal,
         member_id=member.pk,
-        points=lot_points,
+        points=min(lot_points, tenant_funded),
         funding_tenant_id=tenant.pk,
-        terms=lot_terms(coalition, occurred_on),
-        pending_until=now + timedelta(days=coalition.holdback_days) if held else None,
+        terms=terms,
+        pending_until=pending_until,
     )
     journal_post(journal, legs, lot)
+    if priced.awards:
+        lot_create(
+            lot_new(
+                journal=journal,
+                member_id=member.pk,
+                points=lot_points - min(lot_points, tenant_funded),
+                funding_tenant_id=None,
+                terms=terms,
+                pending_until=pending_until,
+            )
+        )
+        awards_record(journal, member.pk, priced.awards, price, occurred_on)
     lots_slide(member, coalition, local_date(coalition, now))
     _touch(member, now)
     return Posting(journal, accounts.points.balance, accounts.pending.balance)

@@ -24,6 +24,11 @@ from coalition.models import (
     LotConsumption,
 )
 from coalition.money import money_round
+from coalition.services.campaigns import (
+    campaign_points_given,
+    clawback_record,
+    refund_clawback,
+)
 from coalition.services.ledger import (
     Leg,
     MemberAccounts,
@@ -203,27 +208,36 @@ def _earn_reverse(
             remaining_points=original.points - done_points,
         )
     # The points reversed are the original points minus what the unrefunded rest would earn,
-    # under the earn rule the purchase was posted with (not one staff changed since).
-    keep = earn_points_by_rule(
-        original.amount - done_amount - refund,
+    # under the earn rule the purchase was posted with (not one staff changed since), and under
+    # the campaigns it was priced with (`campaigns.refund_clawback`).
+    kept_amount = original.amount - done_amount - refund
+    kept_base = earn_points_by_rule(
+        kept_amount,
         block=original.earn_block or coalition.earn_block,
         per_block=original.points_per_block or coalition.points_per_block,
     )
-    points = max(original.points - keep - done_points, 0)
+    given, left = campaign_points_given(original)
+    clawback = refund_clawback(original, base_kept=kept_base, amount_kept=kept_amount)
+    base_done = done_points - (given - left)
+    base = max(original.points - given - kept_base - base_done, 0)
+    points = base + clawback.tenant_funded + clawback.mall_funded
     journal = _reversal_journal(
         original, member, JournalKind.EARN_REVERSAL, points, reason, till, user, now, refund
     )
     price = original.price_per_point or original.point_value
     nominal = original.point_value
     # Points still held back from this earn are cancelled from pending before anything else.
-    pending_lot = Lot.objects.filter(journal=original, pending_until__isnull=False).first()
-    from_pending = min(points, pending_lot.remaining) if pending_lot else 0
+    pending_lots = list(Lot.objects.filter(journal=original, pending_until__isnull=False))
+    from_pending = min(points, sum(lot.remaining for lot in pending_lots))
     own = list(Lot.objects.filter(journal=original, pending_until__isnull=True, remaining__gt=0))
     from_own = min(points - from_pending, sum(lot.remaining for lot in own))
     # Points of this earn that already expired went to breakage: the refund takes them back
     # from there rather than a second time from the member.
     from_breakage = min(points - from_pending - from_own, _expired_not_returned(original))
     from_points = points - from_pending - from_breakage
+    tenant_id = original.tenant_id
+    assert tenant_id is not None
+    tenant_paid = base + clawback.tenant_funded
     legs = [
         Leg(accounts.pending, -from_pending, -from_pending * nominal),
         Leg(accounts.points, -from_points, -from_points * nominal),
@@ -232,19 +246,36 @@ def _earn_reverse(
             -from_breakage,
             -from_breakage * nominal,
         ),
-        Leg(
-            tenant_account(coalition.pk, original.tenant_id, AccountKind.TENANT_ISSUED),  # type: ignore[arg-type]
-            points,
-            points * price,
-        ),
+        Leg(tenant_account(coalition.pk, tenant_id, AccountKind.TENANT_ISSUED), base, base * price),
     ]
+    if clawback.tenant_funded:
+        legs.append(
+            Leg(
+                tenant_account(coalition.pk, tenant_id, AccountKind.TENANT_CAMPAIGN),
+                clawback.tenant_funded,
+                clawback.tenant_funded * price,
+            )
+        )
+    if clawback.mall_funded:
+        legs.append(
+            Leg(
+                coalition_account(coalition.pk, AccountKind.CAMPAIGN),
+                clawback.mall_funded,
+                clawback.mall_funded * nominal,
+            )
+        )
     if price != nominal:
         legs.append(
-            Leg(coalition_account(coalition.pk, AccountKind.MARGIN), 0, -points * (price - nominal))
+            Leg(
+                coalition_account(coalition.pk, AccountKind.MARGIN),
+                0,
+                -tenant_paid * (price - nominal),
+            )
         )
     journal_post(journal, legs)
-    if pending_lot and from_pending:
-        lots_consume([pending_lot], from_pending, journal)
+    clawback_record(journal, member.pk, clawback, price, local_date(coalition, now))
+    if from_pending:
+        lots_consume(pending_lots, from_pending, journal)
     if from_points:
         # The original lot first, then the oldest others; what no lot covers goes negative.
         others = [lot for lot in open_lots(member.pk) if lot.journal_id != original.pk]

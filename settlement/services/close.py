@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from coalition.claims import job_claim
 from coalition.errors import InvalidRequest
-from coalition.models import BreakagePolicy, Coalition, Journal, JournalKind
+from coalition.models import AccountKind, BreakagePolicy, Coalition, Journal, JournalKind
 from coalition.models.ledger import TENANT_KINDS
 from coalition.money import money_round, money_split
 from coalition.rows import fetch_all
@@ -46,12 +46,15 @@ from settlement.services.reconciliation import (
 )
 from tenants.models import Tenant
 
-# Which statement line a journal on a tenant's account makes.
-_LINE_OF_JOURNAL: dict[str, str] = {
-    JournalKind.EARN: LineKind.ISSUED,
-    JournalKind.EARN_REVERSAL: LineKind.ISSUED_REVERSED,
-    JournalKind.BURN: LineKind.HONOURED,
-    JournalKind.BURN_REVERSAL: LineKind.HONOURED_REVERSED,
+# Which statement line a journal makes on a tenant's account of each kind.
+_LINE_OF_JOURNAL: dict[tuple[str, str], str] = {
+    (AccountKind.TENANT_ISSUED, JournalKind.EARN): LineKind.ISSUED,
+    (AccountKind.TENANT_ISSUED, JournalKind.EARN_REVERSAL): LineKind.ISSUED_REVERSED,
+    (AccountKind.TENANT_ISSUED, JournalKind.OPENING): LineKind.OPENING,
+    (AccountKind.TENANT_REDEEMED, JournalKind.BURN): LineKind.HONOURED,
+    (AccountKind.TENANT_REDEEMED, JournalKind.BURN_REVERSAL): LineKind.HONOURED_REVERSED,
+    (AccountKind.TENANT_CAMPAIGN, JournalKind.EARN): LineKind.CAMPAIGN,
+    (AccountKind.TENANT_CAMPAIGN, JournalKind.EARN_REVERSAL): LineKind.CAMPAIGN_REVERSED,
 }
 
 
@@ -179,7 +182,7 @@ def _posting_lines(movements: list[Movement]) -> dict[int, list[_Line]]:
     for move in movements:
         if move.before_month or move.account_kind not in TENANT_KINDS or move.tenant_id is None:
             continue
-        kind = _LINE_OF_JOURNAL.get(move.journal_kind)
+        kind = _LINE_OF_JOURNAL.get((move.account_kind, move.journal_kind))
         if kind is None:
             raise ValueError(f"A {move.journal_kind} journal moved a tenant account.")
         lines[move.tenant_id].append(

@@ -47,6 +47,7 @@ def ledger_movements(
         """
         SELECT a.kind, a.tenant_id, j.kind,
             CASE a.kind WHEN %(issued)s THEN j.price_per_point
+                WHEN %(campaign)s THEN j.price_per_point
                 WHEN %(redeemed)s THEN j.reimbursement_per_point END,
             j.posted_at < %(start)s,
             count(*), sum(e.points), sum(e.value)
@@ -64,6 +65,7 @@ def ledger_movements(
             "end": end,
             "issued": AccountKind.TENANT_ISSUED,
             "redeemed": AccountKind.TENANT_REDEEMED,
+            "campaign": AccountKind.TENANT_CAMPAIGN,
         },
     )
     return [

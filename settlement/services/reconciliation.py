@@ -27,6 +27,7 @@ VERIFY_TASK = "settlement.tasks.reconciliation_verify_task"
 _ROLL_FORWARD: dict[str, str] = {
     JournalKind.EARN: "issued",
     JournalKind.EARN_REVERSAL: "issued",
+    JournalKind.OPENING: "issued",
     JournalKind.BURN: "redeemed",
     JournalKind.BURN_REVERSAL: "redeemed",
     JournalKind.EXPIRE: "expired",

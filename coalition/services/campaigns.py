@@ -1,0 +1,301 @@
+"""Campaign pricing: the points campaigns add to an earn, and take back on its refund.
+
+This is the one place an earn's campaign points are computed (`points_earn` calls it for the
+till API, batch files and imports alike). The rounding is domain.md's: each multiplier adds
+floor(base x (multiplier - 1)), a cross-shop bonus its fixed points; campaigns add up, they do
+not compound. Caps clip an award to what is left of them.
+
+Everything here runs inside the earn's (or the refund's) transaction, with the member's accounts
+already locked: that lock is what makes the per-member cap and the once-a-day bonus race-free.
+The total cap is the one shared counter, taken with a guarded UPDATE on the campaign's row, and
+only for campaigns that have a total cap (the row is then held until the earn commits, so that
+campaign's earns queue on it; campaigns without one touch no shared row).
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from coalition.errors import InvalidRequest
+from coalition.models import Campaign, CampaignAward, CampaignKind, Coalition, Journal
+from coalition.rows import fetch_one
+from coalition.services.programme import local_date
+from tenants.models import Tenant
+
+
+@dataclass(frozen=True)
+class Award:
+    """Points one campaign adds to one earn (or takes back, negative, on a refund)."""
+
+    campaign: Campaign
+    points: int
+
+    @property
+    def funding_tenant_id(self) -> int | None:
+        """The tenant pays for a multiplier at its tills; the mall pays for a bonus."""
+        return self.campaign.tenant_id if self.campaign.kind == CampaignKind.MULTIPLIER else None
+
+
+@dataclass(frozen=True)
+class EarnPrice:
+    """An earn's points: the base from the earn rule, and each campaign's award on top."""
+
+    base: int
+    awards: tuple[Award, ...] = ()
+
+    @property
+    def tenant_funded(self) -> int:
+        return sum(a.points for a in self.awards if a.funding_tenant_id is not None)
+
+    @property
+    def mall_funded(self) -> int:
+        return sum(a.points for a in self.awards if a.funding_tenant_id is None)
+
+    @property
+    def points(self) -> int:
+        return self.base + self.tenant_funded + self.mall_funded
+
+
+def multiplier_points(base: int, multiplier: Decimal) -> int:
+    """The points a multiplier adds: floor(base x (multiplier - 1))."""
+    return math.floor(base * (multiplier - 1)) if base > 0 else 0
+
+
+def campaigns_running_sql(alias: str = "c") -> str:
+    """The campaigns that apply to an earn at `%(tenant)s` on `%(day)s` (a weekday
+    `%(weekday)s`): read in the posting's one statement (`ledger.posting_lock`), so an earn in a
+    mall with no campaign running costs no extra query."""
+    return (
+        f"SELECT {alias}.id FROM coalition_campaign {alias} "  # noqa: S608 (an alias, never input)
+        f"WHERE {alias}.coalition_id = %(coalition)s AND {alias}.ends_on >= %(day)s "
+        f"AND {alias}.starts_on <= %(day)s AND NOT {alias}.paused "
+        f"AND %(weekday)s = ANY({alias}.weekdays) "
+        f"AND ({alias}.kind = 'cross_shop' OR {alias}.tenant_id = %(tenant)s) "
+        f"ORDER BY {alias}.id"
+    )
+
+
+def earn_price(
+    *,
+    coalition: Coalition,
+    tenant: Tenant,
+    member_id: Any,
+    amount: Decimal,
+    base: int,
+    occurred_on: date,
+    campaign_ids: Sequence[int],
+) -> EarnPrice:
+    """Price an earn: `base` points from the earn rule plus every running campaign's award,
+    clipped to the campaign's caps. `campaign_ids` are the campaigns running for this tenant on
+    the purchase's date (`campaigns_running_sql`)."""
+    if not campaign_ids:
+        return EarnPrice(base)
+    awards = []
+    for campaign in Campaign.objects.filter(pk__in=campaign_ids).order_by("pk"):
+        if amount < campaign.min_amount:
+            continue
+        if campaign.kind == CampaignKind.MULTIPLIER:
+            assert campaign.multiplier is not None
+            points = multiplier_points(base, campaign.multiplier)
+        elif _cross_shop_due(coalition, campaign, member_id, tenant, occurred_on):
+            points = campaign.bonus_points or 0
+        else:
+            continue
+        points = _within_caps(campaign, member_id, points)
+        if points > 0:
+            awards.append(Award(campaign, points))
+    return EarnPrice(base, tuple(awards))
+
+
+def _day_bounds(coalition: Coalition, day: date) -> tuple[datetime, datetime]:
+    zone = ZoneInfo(coalition.time_zone)
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+
+
+def _cross_shop_due(
+    coalition: Coalition, campaign: Campaign, member_id: Any, tenant: Tenant, day: date
+) -> bool:
+    """True when this purchase brings the member's categories bought on `day` to the
+    campaign's minimum, and the member has not had this bonus for that day yet."""
+    already = CampaignAward.objects.filter(
+        campaign=campaign, member_id=member_id, occurred_on=day
+    ).aggregate(net=Sum("points"))["net"]
+    if already and already > 0:
+        return False
+    start, end = _day_bounds(coalition, day)
+    # Purchases of the day that still count: earns of at least the minimum, not wholly refunded.
+    row = fetch_one(
+        """
+        SELECT count(DISTINCT t.category) FROM coalition_journal j
+        JOIN tenants_tenant t ON t.id = j.tenant_id
+        WHERE j.member_id = %s AND j.kind = 'earn' AND j.occurred_at >= %s AND j.occurred_at < %s
+            AND j.amount >= %s AND t.category <> %s
+            AND j.amount > coalesce((SELECT sum(r.amount) FROM coalition_journal r
+                WHERE r.reverses_id = j.id), 0)
+        """,
+        [member_id, start, end, campaign.min_amount, tenant.category],
+    )
+    others = int(row[0]) if row is not None else 0
+    return others + 1 >= campaign.min_categories
+
+
+def _within_caps(campaign: Campaign, member_id: Any, points: int) -> int:
+    if points <= 0:
+        return 0
+    if campaign.member_cap is not None:
+        got = CampaignAward.objects.filter(campaign=campaign, member_id=member_id).aggregate(
+            net=Sum("points")
+        )["net"]
+        points = min(points, max(campaign.member_cap - int(got or 0), 0))
+    if campaign.total_cap is not None and points > 0:
+        points = _total_cap_take(campaign, points)
+    return points
+
+
+def _total_cap_take(campaign: Campaign, points: int) -> int:
+    """Take up to `points` from what is left of the campaign's total cap; returns how many.
+
+    A guarded UPDATE on the campaign's row: concurrent earns queue on it, and each sees what the
+    one before it left, so together they never give more than the cap."""
+    row = fetch_one(
+        """
+        WITH before AS (SELECT awarded FROM coalition_campaign WHERE id = %(id)s FOR UPDATE)
+        UPDATE coalition_campaign c SET awarded = LEAST(c.total_cap, b.awarded + %(points)s)
+        FROM before b WHERE c.id = %(id)s
+        RETURNING c.awarded - b.awarded
+        """,
+        {"id": campaign.pk, "points": points},
+    )
+    return int(row[0]) if row is not None else 0
+
+
+def _total_cap_return(campaign: Campaign, points: int) -> None:
+    """A refund gives its points back to the campaign's total cap."""
+    if campaign.total_cap is not None and points > 0:
+        Campaign.objects.filter(pk=campaign.pk).update(
+            awarded=Greatest(F("awarded") - points, Value(0))
+        )
+
+
+def awards_record(
+    journal: Journal, member_id: Any, awards: Sequence[Award], price: Decimal, occurred_on: date
+) -> None:
+    """Write one `CampaignAward` per award beside the journal that posted it."""
+    CampaignAward.objects.bulk_create(
+        CampaignAward(
+            campaign=award.campaign,
+            journal=journal,
+            member_id=member_id,
+            funding_tenant_id=award.funding_tenant_id,
+            points=award.points,
+            value=award.points
+            * (price if award.funding_tenant_id is not None else journal.point_value),
+            occurred_on=occurred_on,
+            posted_at=journal.posted_at,
+        )
+        for award in awards
+        if award.points
+    )
+
+
+@dataclass(frozen=True)
+class Clawback:
+    """What a refund of an earn takes back from each campaign that added points to it."""
+
+    awards: tuple[Award, ...]
+
+    @property
+    def tenant_funded(self) -> int:
+        return sum(-a.points for a in self.awards if a.funding_tenant_id is not None)
+
+    @property
+    def mall_funded(self) -> int:
+        return sum(-a.points for a in self.awards if a.funding_tenant_id is None)
+
+
+def campaign_points_given(original: Journal) -> tuple[int, int]:
+    """(points the campaigns gave with this earn, what is left of them after its refunds)."""
+    rows = CampaignAward.objects.filter(
+        journal__in=[original.pk, *original.reversals.values_list("pk", flat=True)]
+    ).values_list("journal_id", "points")
+    given = sum(points for journal_id, points in rows if journal_id == original.pk)
+    return given, sum(points for _, points in rows)
+
+
+def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) -> Clawback:
+    """The campaign points a refund takes back, so that what the earn keeps is what the
+    unrefunded rest of the purchase would have earned: a multiplier keeps floor(kept base x
+    (m - 1)); a bonus stays while the rest still counts as a purchase of the campaign's minimum
+    (a refund that undoes the purchase takes the bonus back). Never more than is left."""
+    net: dict[int, int] = {}
+    campaigns: dict[int, Campaign] = {}
+    for award in CampaignAward.objects.filter(
+        journal__in=[original.pk, *original.reversals.values_list("pk", flat=True)]
+    ).select_related("campaign"):
+        net[award.campaign_id] = net.get(award.campaign_id, 0) + award.points
+        campaigns[award.campaign_id] = award.campaign
+    taken = []
+    for campaign_id, left in sorted(net.items()):
+        campaign = campaigns[campaign_id]
+        counts = amount_kept > 0 and amount_kept >= campaign.min_amount
+        if campaign.kind == CampaignKind.MULTIPLIER:
+            assert campaign.multiplier is not None
+            keep = multiplier_points(base_kept, campaign.multiplier) if counts else 0
+        else:
+            keep = left if counts else 0
+        give_back = max(left - keep, 0)
+        if give_back:
+            taken.append(Award(campaign, -give_back))
+    return Clawback(tuple(taken))
+
+
+def clawback_record(
+    journal: Journal, member_id: Any, clawback: Clawback, price: Decimal, occurred_on: date
+) -> None:
+    awards_record(journal, member_id, clawback.awards, price, occurred_on)
+    for award in clawback.awards:
+        _total_cap_return(award.campaign, -award.points)
+
+
+@transaction.atomic
+def campaign_save(*, campaign: Campaign, user: Any = None) -> Campaign:
+    """Save a campaign staff configured. Its terms are fixed once it has given points: a refund
+    prices its clawback with them, and statements already show what they gave."""
+    if campaign.pk is not None and CampaignAward.objects.filter(campaign=campaign).exists():
+        stored = Campaign.objects.get(pk=campaign.pk)
+        fixed = ("kind", "tenant_id", "multiplier", "bonus_points", "min_categories", "min_amount")
+        changed = [name for name in fixed if getattr(stored, name) != getattr(campaign, name)]
+        if changed:
+            raise InvalidRequest(
+                "This campaign has given points: its terms can no longer change "
+                f"({', '.join(changed)}). End it and start a new one.",
+                field=changed[0],
+            )
+    if campaign.pk is None:
+        campaign.created_by = user
+    campaign.full_clean()
+    campaign.save()
+    return campaign
+
+
+def campaign_status(campaign: Campaign, today: date | None = None) -> str:
+    today = today or local_date(campaign.coalition, timezone.now())
+    if campaign.paused:
+        return "Paused"
+    if today < campaign.starts_on:
+        return "Scheduled"
+    if today > campaign.ends_on:
+        return "Ended"
+    if campaign.total_cap is not None and campaign.awarded >= campaign.total_cap:
+        return "Cap reached"
+    return "Running"
