@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 # model label -> fields never written to the log (secrets, hashes, noise)
 AUDITED: dict[str, list[str]] = {
     "coalition.Coalition": ["closed_through", "sliding_lots"],
+    "coalition.Campaign": ["awarded"],
     "tenants.Tenant": [],
     "tenants.TenantRate": [],
     "tenants.Store": [],

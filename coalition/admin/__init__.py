@@ -2,6 +2,6 @@
 maker-checker queue for manual adjustments and tills' batch files. Shared building blocks are
 in `base`."""
 
-from coalition.admin import adjustments, ledger, notices, programme, tills
+from coalition.admin import adjustments, campaigns, ledger, notices, programme, tills
 
-__all__ = ["adjustments", "ledger", "notices", "programme", "tills"]
+__all__ = ["adjustments", "campaigns", "ledger", "notices", "programme", "tills"]

@@ -50,6 +50,10 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.change_coalition",
             "coalition.view_liability",
             "coalition.view_expirypolicymigration",
+            # Campaigns: multipliers tenants fund, the mall's cross-shop bonus.
+            "coalition.view_campaign",
+            "coalition.add_campaign",
+            "coalition.change_campaign",
             # Marketing audiences: the members who consent to a marketing purpose, as a CSV.
             "consent.export_audience",
             "tenants.view_tenant",
@@ -99,6 +103,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_coalition",
             "coalition.view_liability",
             "coalition.view_expirypolicymigration",
+            "coalition.view_campaign",
             "tenants.view_tenant",
             "tenants.view_tenantrate",
             # Records payments both ways, and lifts arrears with a reason.
