@@ -407,6 +407,51 @@ def prepare_keys(data_file: str) -> None:
     print(json.dumps({"tills": len(tills), "tenants": tenants, "cards": len(cards)}))
 
 
+def prepare_campaigns() -> None:
+    """Campaigns running on every earn (child process): double points at every tenant, every
+    day, the first tenant's with a total cap (its earns queue on the campaign's row), and the
+    mall's cross-shop bonus of 50 points with a per-member cap of 500."""
+    import django
+
+    django.setup()
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from coalition.demo import DEMO_SLUG
+    from coalition.models import Campaign, CampaignKind, Coalition
+    from tenants.models import TenantStatus
+
+    coalition = Coalition.objects.get(slug=DEMO_SLUG)
+    today = timezone.localdate()
+    dates = {"starts_on": today - timedelta(days=1), "ends_on": today + timedelta(days=30)}
+    tenants = list(coalition.tenants.filter(status=TenantStatus.ACTIVE).order_by("pk"))
+    for index, tenant in enumerate(tenants):
+        Campaign.objects.get_or_create(
+            coalition=coalition,
+            name=f"Bench double points at {tenant.slug}",
+            defaults={
+                "kind": CampaignKind.MULTIPLIER,
+                "tenant": tenant,
+                "multiplier": Decimal("2.00"),
+                "total_cap": 10**12 if index == 0 else None,
+                **dates,
+            },
+        )
+    Campaign.objects.get_or_create(
+        coalition=coalition,
+        name="Bench cross-shop bonus",
+        defaults={
+            "kind": CampaignKind.CROSS_SHOP,
+            "bonus_points": 50,
+            "member_cap": 500,
+            **dates,
+        },
+    )
+    print(json.dumps({"campaigns": Campaign.objects.filter(coalition=coalition).count()}))
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -572,6 +617,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add("--keep-db", action="store_true", help="Keep both databases afterwards.")
     add(
+        "--campaigns",
+        action="store_true",
+        help="Earn with campaigns running: double points at every tenant (one with a total "
+        "cap) and the mall's cross-shop bonus.",
+    )
+    add(
         "--reuse-db",
         action="store_true",
         help="Run against the database a --keep-db run left (experiments; implies --keep-db).",
@@ -588,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Internal: the preparation steps, run in child processes that set up Django.
     parser.add_argument("--prepare-members", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepare-keys", metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-campaigns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.prepare_members:
@@ -595,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.prepare_keys:
         prepare_keys(args.prepare_keys)
+        return 0
+    if args.prepare_campaigns:
+        prepare_campaigns()
         return 0
     if args.reuse_db and not args.database:
         parser.error("--reuse-db needs --database: the one a --keep-db run left")
@@ -672,6 +727,9 @@ def bench(
             children.stop(proc)
         if any(proc.returncode != 0 for proc in enrolling):
             raise BenchError("enrolling the bench members failed (see above)")
+    if args.campaigns:
+        say("Campaigns: double points at every tenant, a cross-shop bonus")
+        run_to_end(children, [python, me, "--prepare-campaigns"], env=env)
     data_file = scratch / "tills.txt"
     output, _ = run_to_end(children, [python, me, "--prepare-keys", str(data_file)], env=env)
     setup = json.loads(output.strip().splitlines()[-1])
@@ -862,6 +920,8 @@ class Report:
         parts = [".venv/bin/python bench/till_load.py", f"--duration {self.args.duration}"]
         parts += [f"--clients {self.args.clients}", f"--workers {self.args.workers}"]
         parts += [f"--members {self.args.members}"]
+        if self.args.campaigns:
+            parts.append("--campaigns")
         if self.args.worker_class != "sync":
             parts += [f"--worker-class {self.args.worker_class}", f"--threads {self.args.threads}"]
         if self.args.wrk_threads != 1:
@@ -904,6 +964,13 @@ class Report:
                 "burn: 10 points on a bill of 600.00",
                 "  (every member starts with 5,000 points). req/s counts 2xx answers only; "
                 "any other status is an error, a 409 too.",
+                "  Campaigns running on every earn: double points at every tenant (the first "
+                "tenant's with a total cap),"
+                if a.campaigns
+                else "  No campaign running.",
+                "  and the mall's cross-shop bonus of 50 points, at most 500 per member."
+                if a.campaigns
+                else "",
                 f"- **App**: gunicorn, {worker}, `DEBUG=False`, `CONN_MAX_AGE=600` "
                 "(persistent connections), `TILL_RATE_LIMIT=0`;",
                 "  the full path: key auth, idempotency record, journal and entries, lots.",
