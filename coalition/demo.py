@@ -31,7 +31,15 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from coalition.models import AdjustmentRequest, Coalition, ExpiryNotice, Journal, NoticeStatus
+from coalition.models import (
+    AdjustmentRequest,
+    Campaign,
+    CampaignKind,
+    Coalition,
+    ExpiryNotice,
+    Journal,
+    NoticeStatus,
+)
 from coalition.selectors import Discrepancy, ledger_verify
 from coalition.services import (
     Posting,
@@ -510,6 +518,40 @@ class _Builder:
                 reimbursement_per_point=Decimal(reimbursement),
             )
             for name, share, price, reimbursement in RATES
+        )
+
+        self._campaigns_create()
+
+    def _campaigns_create(self) -> None:
+        """Two campaigns running through the last quarter, so their points are in the history
+        and on the dashboard: a tenant's weekend double points, and the mall's cross-shop bonus
+        (no total cap: the history's batches load in parallel, and each member's own history
+        alone decides what it gets)."""
+        today = self.now.astimezone(self.zone).date()
+        apparel = next(shop.tenant for shop in self.shops if shop.tenant.category == "apparel")
+        Campaign.objects.create(
+            coalition=self.coalition,
+            name=f"Weekend double points at {apparel.name}",
+            kind=CampaignKind.MULTIPLIER,
+            tenant=apparel,
+            multiplier=Decimal("2.00"),
+            weekdays=[5, 6],
+            starts_on=today - timedelta(days=90),
+            ends_on=today + timedelta(days=30),
+            member_cap=2000,
+            created_by=self.admin,
+        )
+        Campaign.objects.create(
+            coalition=self.coalition,
+            name="Shop two categories in a day, get 50 points",
+            kind=CampaignKind.CROSS_SHOP,
+            bonus_points=50,
+            min_categories=2,
+            min_amount=Decimal("500.00"),
+            starts_on=today - timedelta(days=60),
+            ends_on=today + timedelta(days=30),
+            member_cap=300,
+            created_by=self.admin,
         )
 
     # --- who shops here ---------------------------------------------------------------------
