@@ -18,6 +18,8 @@ from coalition.models import (
     Account,
     AccountKind,
     AdjustmentRequest,
+    CampaignAward,
+    CampaignKind,
     Coalition,
     Entry,
     ExpiryPolicy,
@@ -154,6 +156,13 @@ def test_seed_demo_builds_a_mall_with_a_clean_ledger(db):
     assert kinds[JournalKind.EXPIRE] >= 3  # the lapsed shoppers' 13-month-old points
     assert MergeRecord.objects.filter(coalition=coalition).count() == 1
     assert members.filter(status=MemberStatus.MERGED).count() == 1
+    # Both campaigns gave points in the history: the tenant's and the mall's
+    funders = set(
+        CampaignAward.objects.filter(campaign__coalition=coalition)
+        .values_list("campaign__kind", flat=True)
+        .distinct()
+    )
+    assert funders == {CampaignKind.MULTIPLIER, CampaignKind.CROSS_SHOP}
     assert Account.objects.filter(
         coalition=coalition, kind=AccountKind.MEMBER_POINTS, balance__lt=0
     ).exists()
