@@ -528,12 +528,13 @@ class _Builder:
         (no total cap: the history's batches load in parallel, and each member's own history
         alone decides what it gets)."""
         today = self.now.astimezone(self.zone).date()
-        apparel = next(shop.tenant for shop in self.shops if shop.tenant.category == "apparel")
+        # The busiest shop of the mall: the food court's favourite.
+        busiest = max(self.shops, key=lambda shop: self.weights[shop.tenant.pk][0]).tenant
         Campaign.objects.create(
             coalition=self.coalition,
-            name=f"Weekend double points at {apparel.name}",
+            name=f"Weekend double points at {busiest.name}",
             kind=CampaignKind.MULTIPLIER,
-            tenant=apparel,
+            tenant=busiest,
             multiplier=Decimal("2.00"),
             weekdays=[5, 6],
             starts_on=today - timedelta(days=90),
@@ -547,7 +548,7 @@ class _Builder:
             kind=CampaignKind.CROSS_SHOP,
             bonus_points=50,
             min_categories=2,
-            min_amount=Decimal("500.00"),
+            min_amount=Decimal("200.00"),
             starts_on=today - timedelta(days=60),
             ends_on=today + timedelta(days=30),
             member_cap=300,
@@ -772,6 +773,13 @@ class _Builder:
         if line.may_burn and line.balance >= 50 and self.rng.random() < 0.5:
             return self._burn(line, moment)
         shop = self._pick(moment, line.favourites, earn=True)
+        later = moment + timedelta(minutes=self.rng.randint(20, 150))
+        if self.rng.random() < 0.3 and later < line.end:
+            # A day out: a second shop before going home (what the cross-shop bonus rewards).
+            other = self._pick(later, None, earn=True)
+            if other.tenant.category != shop.tenant.category:
+                amount = self._amount(other.tenant.category)
+                self._later(line, later, "earn", (other, amount, None))
         return self._earn(line, shop, moment, self._amount(shop.tenant.category))
 
     def _on_earn(self, line: _Timeline, moment: datetime, data: Any) -> Posting | None:
