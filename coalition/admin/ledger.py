@@ -20,7 +20,15 @@ from coalition.admin.base import (
     member_link,
     uuid_or_none,
 )
-from coalition.models import MEMBER_KINDS_SET, Account, Entry, Journal, Lot, LotConsumption
+from coalition.models import (
+    MEMBER_KINDS_SET,
+    Account,
+    CampaignAward,
+    Entry,
+    Journal,
+    Lot,
+    LotConsumption,
+)
 
 
 class EntryInline(ReadOnlyTabularInline):
@@ -40,6 +48,18 @@ class ConsumptionInline(ReadOnlyTabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LotConsumption]:
         return super().get_queryset(request).select_related("lot").order_by("id")
+
+
+class CampaignAwardInline(ReadOnlyTabularInline):
+    """On an earn (or its refund): which campaign gave (or took back) which points, and who
+    paid for them."""
+
+    model = CampaignAward
+    fields = ("campaign", "points", "funding_tenant", "value")
+    verbose_name_plural = "campaign points (negative: taken back by a refund)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CampaignAward]:
+        return super().get_queryset(request).select_related("campaign", "funding_tenant")
 
 
 class LotUseInline(ReadOnlyTabularInline):
@@ -107,7 +127,7 @@ class JournalAdmin(ReadOnlyAdmin):
         ("Dates", {"fields": ("occurred_at", "posted_at")}),
         ("Why", {"fields": ("reverses", "reason", "created_by")}),
     )
-    inlines = (EntryInline, ConsumptionInline, LotCreatedInline)
+    inlines = (EntryInline, CampaignAwardInline, ConsumptionInline, LotCreatedInline)
 
     @admin.display(description="Member", ordering="member")
     def member_short(self, obj: Journal) -> SafeString | str:

@@ -25,6 +25,7 @@ LEDGER_VIEW = frozenset(
         "coalition.view_lot",
         "coalition.view_lotconsumption",
         "coalition.view_account",
+        "coalition.view_campaignaward",
     }
 )
 
@@ -54,6 +55,7 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_campaign",
             "coalition.add_campaign",
             "coalition.change_campaign",
+            "coalition.view_campaignaward",
             # Marketing audiences: the members who consent to a marketing purpose, as a CSV.
             "consent.export_audience",
             "tenants.view_tenant",

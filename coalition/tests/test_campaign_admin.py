@@ -118,3 +118,24 @@ def test_finance_sees_campaigns_but_cannot_change_them(coalition):
     finance = client_for(staff_user("fin", FINANCE))
     assert finance.get(reverse("admin:coalition_campaign_changelist")).status_code == 200
     assert finance.get(ADD).status_code == 403
+
+
+def test_the_earns_page_says_which_campaign_gave_which_points(coalition, till_a, member):
+    Campaign.objects.create(
+        coalition=coalition,
+        name="Double at Apparel",
+        kind=CampaignKind.MULTIPLIER,
+        tenant=till_a.tenant,
+        multiplier=Decimal("2.00"),
+        starts_on=timezone.localdate() - timedelta(days=1),
+        ends_on=timezone.localdate() + timedelta(days=1),
+    )
+    journal = points_earn(
+        till=till_a, member=member, amount=Decimal("4000.00"), receipt="A-1"
+    ).journal
+    finance = client_for(staff_user("fin", FINANCE))
+    page = finance.get(reverse("admin:coalition_journal_change", args=[journal.pk]))
+    awards = page.context["inline_admin_formsets"][1]
+    assert awards.opts.verbose_name_plural.startswith("campaign points")
+    rows = [(str(form.original.campaign), form.original.points) for form in awards]
+    assert rows == [("Double at Apparel", 40)]
