@@ -25,6 +25,8 @@ from coalition.models import (
     AccountKind,
     AdjustmentRequest,
     AdjustmentStatus,
+    Campaign,
+    CampaignKind,
     Coalition,
     Entry,
     Journal,
@@ -132,6 +134,14 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
     # Privacy: an access request, and a recorded view of a member's personal data.
     privacy_request_open(member=other, kind="access", actor=staff, note="At the desk")
     data_access_record(user=staff, action="view", what="name", why="At the desk", member=other)
+    # A campaign that gave points.
+    Campaign.objects.create(
+        coalition=coalition, name="Double at the food court", kind=CampaignKind.MULTIPLIER,
+        tenant=till_b.tenant, multiplier=Decimal("2.00"),
+        starts_on=timezone.localdate() - timedelta(days=1),
+        ends_on=timezone.localdate() + timedelta(days=1),
+    )  # fmt: skip
+    points_earn(till=till_b, member=other, amount=Decimal("300.00"), receipt="F-3")
     return coalition
 
 

@@ -45,6 +45,10 @@ EXPECTED = {
         "coalition.view_account",
         "coalition.view_liability",
         "coalition.view_expirypolicymigration",
+        "coalition.view_campaign",
+        "coalition.add_campaign",
+        "coalition.change_campaign",
+        "coalition.view_campaignaward",
         "consent.view_consentpurpose",
         "consent.add_consentpurpose",
         "consent.change_consentpurpose",
@@ -67,6 +71,8 @@ EXPECTED = {
         "coalition.view_coalition",
         "coalition.view_liability",
         "coalition.view_expirypolicymigration",
+        "coalition.view_campaign",
+        "coalition.view_campaignaward",
         "tenants.view_tenant",
         "tenants.view_tenantrate",
         "settlement.view_period",
@@ -106,7 +112,7 @@ EXPECTED = {
         "auditlog.view_logentry",
     },
 }
-LEDGER = {"journal", "entry", "lot", "lotconsumption", "account"}
+LEDGER = {"journal", "entry", "lot", "lotconsumption", "account", "campaignaward"}
 
 
 def permissions_of(group_name: str) -> set[str]:
