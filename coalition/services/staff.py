@@ -127,6 +127,8 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.view_journal",
             "coalition.view_lot",
             "coalition.view_expirynotice",
+            # Which campaign gave a shopper which points ("why did I get 80?").
+            "coalition.view_campaignaward",
             # Records a shopper's consent given or withdrawn at the desk, and sees that member's
             # consent history on their page (not the whole consent log).
             "consent.add_consentevent",

@@ -96,6 +96,7 @@ EXPECTED = {
         "coalition.view_journal",
         "coalition.view_lot",
         "coalition.view_expirynotice",
+        "coalition.view_campaignaward",
         "consent.add_consentevent",
     },
     "Privacy officer": {
