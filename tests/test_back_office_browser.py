@@ -144,8 +144,8 @@ def test_a_programme_manager_creates_a_campaign(
     for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday"):
         page.get_by_label(day).uncheck()
     page.locator("#id_tenant").select_option(label=str(till_a.tenant))
-    page.get_by_label("Multiplier").fill("3.00")
-    page.get_by_label("Member cap").fill("600")
+    page.locator("#id_multiplier").fill("3.00")
+    page.locator("#id_member_cap").fill("600")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     row = page.locator("#result_list tbody tr").filter(has_text="Weekend triple points")
