@@ -85,7 +85,7 @@ class CampaignAdmin(ChangeReasonAdmin):
     form = CampaignForm
     list_display = (
         "name",
-        "kind",
+        "kind_short",
         "tenant",
         "starts_on",
         "ends_on",
@@ -96,7 +96,6 @@ class CampaignAdmin(ChangeReasonAdmin):
     )
     list_filter = ("kind", "paused", "coalition")
     search_fields = ("name", "tenant__name")
-    date_hierarchy = "starts_on"
     fieldsets = (
         (None, {"fields": ("coalition", "name", "kind", "paused")}),
         ("When", {"fields": ("starts_on", "ends_on", "weekdays")}),
@@ -130,6 +129,10 @@ class CampaignAdmin(ChangeReasonAdmin):
             fixed += ("coalition", *TERMS)
         return fixed
 
+    @admin.display(description="Kind", ordering="kind")
+    def kind_short(self, obj: Campaign) -> str:
+        return "Multiplier" if obj.kind == CampaignKind.MULTIPLIER else "Cross-shop bonus"
+
     @admin.display(description="Days")
     def days(self, obj: Campaign) -> str:
         if sorted(obj.weekdays) == ALL_WEEKDAYS:
@@ -149,7 +152,7 @@ class CampaignAdmin(ChangeReasonAdmin):
     def cost(self, obj: Campaign) -> str:
         cost = getattr(obj, "_cost", None) or Decimal(0)
         payer = obj.tenant.name if obj.tenant else "the mall"
-        return f"{obj.coalition.currency} {cost:,.2f} ({payer})"
+        return f"{obj.coalition.currency} {cost:,.2f}, {payer}"
 
     @admin.display(description="Given so far")
     def given_summary(self, obj: Campaign) -> str:
