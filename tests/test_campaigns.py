@@ -402,3 +402,21 @@ def test_till_api_earn_reports_the_campaign_points(api_a, till_a, member):
     assert response.status_code == 201, response.content
     assert response.json()["transaction"]["points"] == 80
     assert response.json()["balance"] == 80
+
+
+def test_a_batch_file_line_gets_the_same_campaign_points(till_a, member):
+    from coalition.models import Batch
+    from coalition.services.batches import batch_create, batch_process
+
+    double_points(till_a)
+    email = member.identifiers.get(kind="email").value
+    batch = batch_create(
+        till=till_a,
+        content=(
+            "kind,receipt,occurred_at,card,phone,email,amount,points,bill_amount\n"
+            f"earn,B-1,,,,{email},4000.00,,\n"
+        ).encode(),
+    )
+    batch_process(batch_id=batch.pk)
+    assert Batch.objects.get(pk=batch.pk).lines.get().journal.points == 80
+    assert member_balances(member).balance == 80
