@@ -210,9 +210,12 @@ def awards_record(
 
 @dataclass(frozen=True)
 class Clawback:
-    """What a refund of an earn takes back from each campaign that added points to it."""
+    """What a refund of an earn takes back from each campaign that added points to it, with
+    what the campaigns gave the earn (`given`) and what is left of that after earlier refunds."""
 
     awards: tuple[Award, ...]
+    given: int = 0
+    left: int = 0
 
     @property
     def tenant_funded(self) -> int:
@@ -223,15 +226,6 @@ class Clawback:
         return sum(-a.points for a in self.awards if a.funding_tenant_id is None)
 
 
-def campaign_points_given(original: Journal) -> tuple[int, int]:
-    """(points the campaigns gave with this earn, what is left of them after its refunds)."""
-    rows = CampaignAward.objects.filter(
-        journal__in=[original.pk, *original.reversals.values_list("pk", flat=True)]
-    ).values_list("journal_id", "points")
-    given = sum(points for journal_id, points in rows if journal_id == original.pk)
-    return given, sum(points for _, points in rows)
-
-
 def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) -> Clawback:
     """The campaign points a refund takes back, so that what the earn keeps is what the
     unrefunded rest of the purchase would have earned: a multiplier keeps floor(kept base x
@@ -239,11 +233,13 @@ def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) 
     (a refund that undoes the purchase takes the bonus back). Never more than is left."""
     net: dict[int, int] = {}
     campaigns: dict[int, Campaign] = {}
+    given = 0
     for award in CampaignAward.objects.filter(
         journal__in=[original.pk, *original.reversals.values_list("pk", flat=True)]
     ).select_related("campaign"):
         net[award.campaign_id] = net.get(award.campaign_id, 0) + award.points
         campaigns[award.campaign_id] = award.campaign
+        given += award.points if award.journal_id == original.pk else 0
     taken = []
     for campaign_id, left in sorted(net.items()):
         campaign = campaigns[campaign_id]
@@ -256,7 +252,7 @@ def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) 
         give_back = max(left - keep, 0)
         if give_back:
             taken.append(Award(campaign, -give_back))
-    return Clawback(tuple(taken))
+    return Clawback(tuple(taken), given=given, left=sum(net.values()))
 
 
 def clawback_record(

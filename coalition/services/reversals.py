@@ -25,7 +25,6 @@ from coalition.models import (
 )
 from coalition.money import money_round
 from coalition.services.campaigns import (
-    campaign_points_given,
     clawback_record,
     refund_clawback,
 )
@@ -216,10 +215,9 @@ def _earn_reverse(
         block=original.earn_block or coalition.earn_block,
         per_block=original.points_per_block or coalition.points_per_block,
     )
-    given, left = campaign_points_given(original)
     clawback = refund_clawback(original, base_kept=kept_base, amount_kept=kept_amount)
-    base_done = done_points - (given - left)
-    base = max(original.points - given - kept_base - base_done, 0)
+    base_done = done_points - (clawback.given - clawback.left)
+    base = max(original.points - clawback.given - kept_base - base_done, 0)
     points = base + clawback.tenant_funded + clawback.mall_funded
     journal = _reversal_journal(
         original, member, JournalKind.EARN_REVERSAL, points, reason, till, user, now, refund
