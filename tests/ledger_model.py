@@ -44,8 +44,15 @@ class Refusal(Exception):
         self.error = error
 
 
-def earn_points(amount: Decimal) -> int:
-    return int(amount // EARN_BLOCK) * POINTS_PER_BLOCK if amount > 0 else 0
+# Tenant 0 runs a 1.5x multiplier throughout: it adds floor(base x 0.5), funded by the tenant
+# and held in the earn's one lot (domain.md's rounding; refunds keep what the rest earns).
+MULTIPLIERS = {0: Decimal("1.50")}
+
+
+def earn_points(amount: Decimal, tenant: int | None = None) -> int:
+    base = int(amount // EARN_BLOCK) * POINTS_PER_BLOCK if amount > 0 else 0
+    multiplier = MULTIPLIERS.get(tenant) if tenant is not None else None
+    return base + (int(base * (multiplier - 1)) if multiplier else 0)
 
 
 def local_date(moment: datetime) -> date:
@@ -170,7 +177,7 @@ class LedgerModel:
         if amount <= 0:
             raise Refusal(InvalidRequest)
         found = self._active(member)
-        points = earn_points(amount)
+        points = earn_points(amount, tenant)
         assert key is not None
         self._credit(found, points, key, local_date(now))
         self.earns[key] = MEarn(key, member, tenant, amount, points)
@@ -201,7 +208,7 @@ class LedgerModel:
             raise Refusal(InvalidRequest)
         if unrefunded <= 0 or refund > unrefunded:
             raise Refusal(AlreadyReversed)
-        total_reversed = original.points - earn_points(unrefunded - refund)
+        total_reversed = original.points - earn_points(unrefunded - refund, original.tenant)
         points = max(total_reversed - original.reversed, 0)
         member = self.survivor(original.member)
         own = self.lots.get(earn)

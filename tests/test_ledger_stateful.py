@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 
 from coalition.errors import DomainError
-from coalition.models import Account, AccountKind, Journal, Lot
+from coalition.models import Account, AccountKind, Campaign, CampaignKind, Journal, Lot
 from coalition.selectors import ledger_verify
 from coalition.services import (
     Posting,
@@ -53,7 +53,7 @@ from members.services import members_merge
 from members.tests.factories import MemberFactory
 from tenants.models import Till
 from tenants.tests.factories import TenantFactory, TillFactory
-from tests.ledger_model import ZONE, LedgerModel, Refusal, add_months
+from tests.ledger_model import MULTIPLIERS, ZONE, LedgerModel, Refusal, add_months
 
 T = TypeVar("T")
 
@@ -86,6 +86,15 @@ class LedgerMachine(RuleBasedStateMachine):
             for _ in range(2)
         ]
         self.staff = User.objects.create_user("maker", password="x", is_staff=True)
+        Campaign.objects.create(
+            coalition=self.coalition,
+            name="1.5x at tenant 0",
+            kind=CampaignKind.MULTIPLIER,
+            tenant=self.tills[0].tenant,
+            multiplier=MULTIPLIERS[0],
+            starts_on=START.date() - timedelta(days=1),
+            ends_on=START.date() + timedelta(days=3650),
+        )
         self.model = LedgerModel()
         self.threshold = self.coalition.adjustment_approval_threshold
         self.merges = 0
