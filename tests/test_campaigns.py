@@ -204,9 +204,7 @@ def test_the_bonus_counts_categories_not_tenants(coalition, till_a, member):
     assert earn(shoes, member, "1000.00", "S-1").journal.points == 10
 
 
-def test_purchases_below_the_minimum_or_refunded_do_not_qualify(
-    coalition, till_a, till_b, member
-):
+def test_purchases_below_the_minimum_or_refunded_do_not_qualify(coalition, till_a, till_b, member):
     bonus = cross_shop(coalition, min_amount=Decimal("500.00"))
     # A purchase below the minimum does not count as a category bought
     small = earn(till_a, member, "499.00", "A-1")
@@ -266,9 +264,7 @@ def test_the_total_cap_holds_when_tills_race(coalition, till_a):
     assert sorted(p.journal.points - 40 for p in postings) == [0] * 7 + [20, 40, 40]
     doubled.refresh_from_db()
     assert doubled.awarded == 100
-    campaign_account = Account.objects.get(
-        tenant=till_a.tenant, kind=AccountKind.TENANT_CAMPAIGN
-    )
+    campaign_account = Account.objects.get(tenant=till_a.tenant, kind=AccountKind.TENANT_CAMPAIGN)
     assert Entry.objects.filter(account=campaign_account).aggregate(p=Sum("points"))["p"] == -100
 
 
