@@ -8,7 +8,9 @@ from celery import shared_task
 from coalition.claims import job_claim
 from coalition.services import lots_expire, points_release
 from coalition.services.batches import batch_process, batches_resume
+from coalition.services.figures import daily_figures_refresh_all
 from coalition.services.idempotency import idempotency_records_purge
+from coalition.services.imports import import_job_run, import_jobs_resume
 from coalition.services.notices import expiry_notices_queue, expiry_notices_send
 from coalition.services.policy_migrations import expiry_policy_migrations_run
 
@@ -75,3 +77,27 @@ def batches_resume_task() -> int:
 def idempotency_records_purge_task() -> int:
     """Forget stored idempotent responses past their retention (at least 7 days)."""
     return idempotency_records_purge()
+
+
+@shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
+def daily_figures_refresh_task() -> dict[str, int]:
+    """Store the dashboard's figures of every ended day not stored (or not settled) yet."""
+    with job_claim("daily_figures_refresh") as held:
+        if not held:
+            logger.info("daily_figures_refresh is already running elsewhere; skipping")
+            return {}
+        return daily_figures_refresh_all()
+
+
+@shared_task(soft_time_limit=3 * 60 * 60, time_limit=3 * 60 * 60 + 300)
+def import_job_task(job_id: int) -> str:
+    """Run an import job's current pass (dry run or real) from where it stopped; safe to run
+    twice (`import_job_run` claims the job, and a rerun resumes at its last recorded chunk)."""
+    job = import_job_run(job_id=job_id)
+    return job.status if job else "claimed elsewhere"
+
+
+@shared_task(soft_time_limit=5 * 60, time_limit=6 * 60)
+def import_jobs_resume_task() -> int:
+    """Wake a worker for import jobs whose message was lost or whose worker died."""
+    return import_jobs_resume()

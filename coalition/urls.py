@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
 
+from coalition.admin.dashboard import dashboard_view
 from coalition.api.problems import api_not_found, api_server_error
 from settlement.urls import urlpatterns as settlement_pages
 from tenants.urls import urlpatterns as tenant_pages
@@ -16,6 +17,9 @@ admin.site.site_url = None
 API_PREFIX = "/api/"
 
 urlpatterns = [
+    # The admin's index is the programme dashboard: this route answers /admin/ (and so
+    # "admin:index") first, and renders the admin site's own index with the dashboard in it.
+    path("admin/", admin.site.admin_view(dashboard_view), name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("coalition.api.urls")),
     path("portal/", include((tenant_pages + settlement_pages, "portal"))),

@@ -18,9 +18,11 @@ from django.utils import timezone
 from rest_framework_api_key.models import APIKey
 
 from coalition.admin.base import ChangeReasonAdmin, ServiceCreateAdmin
+from coalition.admin.imports import ProgrammeImportExportMixin
 from coalition.errors import InvalidRequest
 from coalition.services.programme import local_date
 from tenants.models import Store, Tenant, TenantRate, TenantStatus, TenantUser, Till, TillKey
+from tenants.resources import StoreResource, TenantResource, TillResource
 from tenants.selectors import tenant_rates_on
 from tenants.services import (
     tenant_create,
@@ -90,7 +92,8 @@ class StoreInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ChangeReasonAdmin, ServiceCreateAdmin):
+class TenantAdmin(ProgrammeImportExportMixin, ChangeReasonAdmin, ServiceCreateAdmin):
+    resource_classes = [TenantResource]
     list_display = (
         "name", "slug", "category", "status", "exit_on", "may_issue", "may_redeem", "coalition"
     )  # fmt: skip
@@ -242,7 +245,8 @@ class TenantRateAdmin(ChangeReasonAdmin):
 
 
 @admin.register(Store)
-class StoreAdmin(ChangeReasonAdmin):
+class StoreAdmin(ProgrammeImportExportMixin, ChangeReasonAdmin):
+    resource_classes = [StoreResource]
     list_display = ("code", "name", "tenant", "unit")
     list_filter = ("tenant__coalition", "tenant")
     list_select_related = ("tenant",)
@@ -295,7 +299,8 @@ class TillKeyInline(admin.TabularInline):
 
 
 @admin.register(Till)
-class TillAdmin(ChangeReasonAdmin, ServiceCreateAdmin):
+class TillAdmin(ProgrammeImportExportMixin, ChangeReasonAdmin, ServiceCreateAdmin):
+    resource_classes = [TillResource]
     form = TillForm
     inlines = (TillKeyInline,)
     actions = ("issue_key", "rotate_keys")

@@ -1,4 +1,7 @@
 from coalition.models.campaigns import Campaign, CampaignAward, CampaignKind
+from coalition.models.figures import DailyFigures as DailyFigures
+from coalition.models.figures import DailyFlow as DailyFlow
+from coalition.models.imports import ImportJob as ImportJob
 from coalition.models.ledger import (
     MEMBER_KINDS,
     MEMBER_KINDS_SET,

@@ -100,6 +100,15 @@ JOBS = (
         description="Queues again batch files whose message was lost or whose worker died.",
     ),
     Job(
+        name="Resume import jobs (every 5 minutes)",
+        task="coalition.tasks.import_jobs_resume_task",
+        minute="*/5",
+        hour="*",
+        expire_seconds=4 * 60,
+        description="Wakes a worker for staff's import jobs whose message was lost or whose "
+        "worker died; the job resumes at the last chunk it recorded.",
+    ),
+    Job(
         name="Carry out automatic erasures (hourly)",
         task="consent.tasks.privacy_erasures_task",
         minute="20",
@@ -119,6 +128,17 @@ JOBS = (
         "years by default) get one warning and a retention erasure request; the hourly "
         "erasure job erases them once the warning window (30 days by default) has run out, "
         "unless they shopped in between.",
+    ),
+    Job(
+        name="Refresh the dashboard's daily figures (hourly)",
+        task="coalition.tasks.daily_figures_refresh_task",
+        minute="45",
+        hour="*",
+        expire_seconds=50 * 60,
+        description="Stores the figures of each ended day (by posting date, in each "
+        "coalition's time zone) for the admin's dashboard; days it missed are caught up, and "
+        "a day stored within 30 minutes of its end is computed again. Hourly, so that every "
+        "time zone's midnight is followed within the hour; today is always computed live.",
     ),
     Job(
         name="Forget old idempotency keys (daily)",

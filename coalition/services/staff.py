@@ -56,6 +56,9 @@ STAFF_GROUPS: Mapping[str, frozenset[str]] = {
             "coalition.add_campaign",
             "coalition.change_campaign",
             "coalition.view_campaignaward",
+            # Imports that post to the ledger: a tenant's old programme's opening balances and
+            # historical transactions (members, tenants, stores and tills need their add_*).
+            "coalition.import_transactions",
             # Marketing audiences: the members who consent to a marketing purpose, as a CSV.
             "consent.export_audience",
             "tenants.view_tenant",

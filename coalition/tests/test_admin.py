@@ -29,6 +29,7 @@ from coalition.models import (
     CampaignKind,
     Coalition,
     Entry,
+    ImportJob,
     Journal,
     JournalKind,
     Lot,
@@ -142,6 +143,11 @@ def mall_with_history(coalition, till_a, till_b, member, staff, checker):
         ends_on=timezone.localdate() + timedelta(days=1),
     )  # fmt: skip
     points_earn(till=till_b, member=other, amount=Decimal("300.00"), receipt="F-3")
+    # An import job, as the upload page records it.
+    ImportJob.objects.create(
+        coalition=coalition, kind="members", file_name="old.csv", file_sha256="0" * 64,
+        file_size=1, rows_total=1, created_by=staff, created_at=timezone.now(),
+    )  # fmt: skip
     return coalition
 
 

@@ -49,6 +49,7 @@ EXPECTED = {
         "coalition.add_campaign",
         "coalition.change_campaign",
         "coalition.view_campaignaward",
+        "coalition.import_transactions",
         "consent.view_consentpurpose",
         "consent.add_consentpurpose",
         "consent.change_consentpurpose",

@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from coalition.models import Coalition
+from coalition.models import AccountKind, Coalition, Journal, JournalKind, Lot
 from coalition.tests.admin_client import client_for, messages_of, staff_user
 from consent.models import ConsentChannel, ConsentEvent
 from members.models import Identifier, Member
 from members.tests.factories import MemberFactory
+from tenants.models import Tenant, Till
 
 IMPORT = "admin:members_member_import"
 PROCESS = "admin:members_member_process_import"
@@ -32,7 +34,11 @@ GOOD = (
 
 @pytest.fixture
 def support(db: Any) -> Any:
-    return staff_user("helpdesk", "Support")
+    """Support staff (who enrol members) also allowed to bring opening balances, which are
+    ledger postings (`coalition.import_transactions`)."""
+    user = staff_user("helpdesk", "Support")
+    user.user_permissions.add(Permission.objects.get(codename="import_transactions"))
+    return user
 
 
 @pytest.fixture
@@ -41,13 +47,14 @@ def media(settings: Any, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def upload(client: Client, coalition: Coalition, text: str) -> Any:
+def upload(client: Client, coalition: Coalition, text: str, tenant: Tenant | None = None) -> Any:
     """The upload form posted as the browser does; the response is the preview page."""
     return client.post(
         reverse(IMPORT),
         {
             "resource": "0",
             "coalition": str(coalition.pk),
+            "tenant": str(tenant.pk) if tenant else "",
             "format": "0",
             "import_file": SimpleUploadedFile("old-programme.csv", text.encode(), "text/csv"),
         },
@@ -56,7 +63,9 @@ def upload(client: Client, coalition: Coalition, text: str) -> Any:
 
 def confirm(client: Client, preview: Any) -> Any:
     form = preview.context["confirm_form"]
-    return client.post(reverse(PROCESS), {name: form[name].value() for name in form.fields})
+    # As the browser sends the hidden fields: an empty one (no tenant) as an empty string.
+    data = {name: form[name].value() for name in form.fields}
+    return client.post(reverse(PROCESS), {k: "" if v is None else v for k, v in data.items()})
 
 
 def waiting_files(media: Path) -> list[Path]:
@@ -252,6 +261,8 @@ def test_the_import_page_offers_the_programme_and_csv_only(
         "adult",
         "marketing_mall",
         "analytics",
+        "opening_balance",
+        "opening_expires_on",
     ]
 
 
@@ -273,3 +284,152 @@ def test_a_row_refused_at_confirmation_rolls_back_the_whole_file(
     ]
     assert Member.objects.count() == 0  # row 2 was valid, and rolled back with row 1
     assert ConsentEvent.objects.count() == 0
+
+
+OPENING = (
+    "phone,email,card,name,adult,marketing_mall,analytics,opening_balance,opening_expires_on\n"
+    "9812345678,,,Asha,yes,yes,,120,\n"
+    ",v@example.com,,Vikram,yes,,,0,\n"
+    "9812345679,,,Old points,yes,,,75,2099-12-31\n"
+)
+
+
+def balance(member: Member) -> int:
+    return member.accounts.get(kind=AccountKind.MEMBER_POINTS).balance
+
+
+def test_opening_balances_become_lots_funded_by_the_old_programmes_tenant(
+    coalition: Coalition, till_a: Till, support: Any, media: Path, assert_ledger_clean: Any
+) -> None:
+    client = client_for(support)
+    preview = upload(client, coalition, OPENING, tenant=till_a.tenant)
+    assert [row.import_type for row in preview.context["result"].rows] == ["new"] * 3
+    assert not Journal.objects.exists()  # the dry run wrote nothing
+
+    confirm(client, preview)
+
+    asha = Member.objects.get(name="Asha")
+    assert balance(asha) == 120
+    assert balance(Member.objects.get(name="Vikram")) == 0
+    lots = {
+        lot.member.name: (lot.points, lot.funding_tenant, lot.expires_on)
+        for lot in Lot.objects.select_related("member", "funding_tenant")
+    }
+    assert lots["Old points"][:2] == (75, till_a.tenant)
+    assert str(lots["Old points"][2]) == "2099-12-31"
+    assert lots["Asha"][:2] == (120, till_a.tenant)
+    journal = Journal.objects.get(member=asha)
+    assert (journal.kind, journal.tenant, journal.created_by) == (
+        JournalKind.OPENING,
+        till_a.tenant,
+        support,
+    )
+    assert journal.receipt.startswith("admin import ") and journal.receipt.endswith(" row 1")
+    assert_ledger_clean(coalition)
+
+    # The same file again: nobody is enrolled twice, no balance is opened twice.
+    again = upload(client, coalition, OPENING, tenant=till_a.tenant)
+    assert [row.import_type for row in again.context["result"].rows] == ["skip"] * 3
+    confirm(client, again)
+    assert Member.objects.count() == 3
+    assert Journal.objects.filter(kind=JournalKind.OPENING).count() == 2
+    assert balance(asha) == 120
+
+
+def test_a_member_already_enrolled_gets_the_balance_of_another_tenants_programme(
+    coalition: Coalition, till_a: Till, till_b: Till, support: Any, media: Path
+) -> None:
+    client = client_for(support)
+    confirm(client, upload(client, coalition, OPENING, tenant=till_a.tenant))
+    food = (
+        "phone,email,card,name,adult,marketing_mall,analytics,opening_balance\n"
+        "+91 98123 45678,,,Asha at the food court,yes,no,,30\n"
+    )
+
+    preview = upload(client, coalition, food, tenant=till_b.tenant)
+
+    assert [row.import_type for row in preview.context["result"].rows] == ["update"]
+    confirm(client, preview)
+    asha = Member.objects.get(name="Asha")  # not renamed, consents untouched
+    assert balance(asha) == 150
+    assert Member.objects.count() == 3
+    assert set(Lot.objects.filter(member=asha).values_list("funding_tenant__slug", "points")) == {
+        ("apparel", 120),
+        ("food-court", 30),
+    }
+
+
+def test_a_refused_opening_balance_leaves_no_half_member(
+    coalition: Coalition, till_a: Till, support: Any, media: Path
+) -> None:
+    client = client_for(support)
+    text = (
+        "phone,email,card,name,adult,marketing_mall,analytics,opening_balance,opening_expires_on\n"
+        "9812345678,,,Expired,yes,yes,,50,2001-01-01\n"
+        "9812345679,,,No tenant,yes,yes,,-5,\n"
+    )
+
+    preview = upload(client, coalition, text, tenant=till_a.tenant)
+
+    refused = {row.number: row.error_dict for row in preview.context["result"].invalid_rows}
+    assert refused == {
+        1: {
+            "opening_expires_on": [
+                "These points expired on 2001-01-01: there is nothing to bring in."
+            ]
+        },
+        2: {"opening_balance": ["A whole number of points (0 or more), not '-5'."]},
+    }
+    # Row 1 was enrolled inside the dry run, then its opening refused: the row rolled back whole.
+    assert Member.objects.count() == 0
+    assert Identifier.objects.count() == 0
+    assert ConsentEvent.objects.count() == 0
+
+
+def test_opening_balances_need_the_tenant_that_funds_them(
+    coalition: Coalition, support: Any, media: Path
+) -> None:
+    preview = upload(client_for(support), coalition, OPENING)
+
+    refused = {row.number: row.error_dict for row in preview.context["result"].invalid_rows}
+    assert sorted(refused) == [1, 3]  # the row with 0 points needs no tenant
+    assert refused[1] == {
+        "opening_balance": [
+            "Opening balances need the tenant whose old programme the file comes from (it "
+            "funds them), chosen by staff who may import ledger postings."
+        ]
+    }
+    assert Member.objects.count() == 0
+
+
+def test_a_big_file_is_sent_to_the_imports_page(
+    coalition: Coalition, support: Any, media: Path, settings: Any
+) -> None:
+    rows = "".join(f"98{index:08d},,,M{index},yes,,\n" for index in range(2001))
+
+    page = upload(client_for(support), coalition, GOOD.splitlines()[0] + "\n" + rows)
+
+    assert page.status_code == 200 and "result" not in page.context
+    assert "This file has 2,001 rows" in str(page.context["form"].non_field_errors())
+    assert waiting_files(media) == []
+    assert Member.objects.count() == 0
+
+
+def test_opening_balances_need_the_ledger_postings_permission(coalition, till_a):
+    # Support alone enrols members, but cannot choose a tenant to fund opening balances
+    plain = client_for(staff_user("desk", "Support"))
+    page = plain.get(reverse("admin:members_member_import"))
+    assert page.status_code == 200
+    assert "tenant" not in page.context["form"].fields
+    # And the background import refuses it too
+    from coalition.errors import InvalidRequest
+    from coalition.services.imports import import_job_create
+
+    with pytest.raises(InvalidRequest, match="permission to import ledger postings"):
+        import_job_create(
+            coalition=coalition,
+            kind="members",
+            upload=SimpleUploadedFile("old.csv", b"phone,email,card,name,adult\n,a@b.c,,A,yes\n"),
+            user=User.objects.get(username="desk"),
+            tenant=till_a.tenant,
+        )
