@@ -8,13 +8,16 @@ Screenshots go to the test artefacts folder (`TEST_ARTEFACTS`, else `var/test-ar
 
 import os
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
@@ -28,6 +31,7 @@ from members.tests.factories import MemberFactory
 from tenants.models import Till
 
 pytestmark = pytest.mark.django_db(transaction=True)
+T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
@@ -56,7 +60,10 @@ def shopper(coalition: Coalition, till_a: Till, till_b: Till) -> Member:
 
 @pytest.fixture
 def staff_users(db: None) -> dict[str, User]:
-    users = {"support": staff_user("desk", SUPPORT), "manager": staff_user("pm", PROGRAMME_MANAGER)}
+    users = {
+        "support": staff_user("desk", SUPPORT),
+        "manager": staff_user("pm", PROGRAMME_MANAGER),
+    }
     for user in users.values():
         user.set_password(PASSWORD)
         user.save()
@@ -83,6 +90,23 @@ def sign_in(page: Page, live_server: LiveServer, username: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{live_server.url}/admin/")
+
+
+def off_the_loop(read: Callable[[], T]) -> T:
+    """Run an ORM read in a thread of its own: Playwright's event loop runs in this one."""
+    found: list[T] = []
+
+    def run() -> None:
+        try:
+            found.append(read())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert found, "the read failed (see the thread's traceback above)"
+    return found[0]
 
 
 def screenshot(page: Page, name: str) -> Path:
@@ -152,3 +176,51 @@ def test_a_programme_manager_creates_a_campaign(
     expect(row).to_contain_text("Sat, Sun")
     expect(row).to_contain_text("Running")
     screenshot(page, "campaign-created")
+
+
+def test_the_dashboard_draws_its_charts(browser: Browser, live_server: LiveServer) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    sign_in(page, live_server, "pm")
+    # The admin's first page is the dashboard: figures, then the charts, drawn as SVG
+    expect(page.locator("#dashboard")).to_be_visible()
+    expect(page.locator("#fig-members .figure")).to_have_text("1")
+    expect(page.locator("#fig-issued .figure")).to_have_text("86")  # 40 + 40 doubled, + 6
+    bars = page.locator("#chart-points svg rect")
+    assert bars.count() >= 3, "the issued / redeemed / expired bars"
+    for chart in ("#chart-liability", "#chart-cross-shop"):
+        expect(page.locator(f"{chart} svg")).to_be_visible()
+        assert page.locator(f"{chart} svg polyline, {chart} svg path").count() >= 1, chart
+    expect(page.locator("#flow-tenants")).to_be_visible()
+    expect(page.locator("#campaigns")).to_contain_text("Double at Apparel")
+    shot = screenshot(page, "dashboard")
+    assert shot.stat().st_size > 10_000
+
+
+def test_an_import_dry_run_shows_the_error_row_and_writes_nothing(
+    browser: Browser, live_server: LiveServer, tmp_path: Path
+) -> None:
+    csv = tmp_path / "old-programme.csv"
+    csv.write_text(
+        "phone,email,card,name,adult,marketing_mall,analytics\n"
+        "+919800000001,,,Anil Kumar,yes,no,no\n"
+        "+919800000002,,,Bela Rao,maybe,no,no\n"
+    )
+    page = browser.new_page()
+    sign_in(page, live_server, "desk")
+    page.goto(f"{live_server.url}/admin/members/member/import/")
+    page.locator("#id_coalition").select_option(label="Phoenix Mall")
+    page.locator("#id_import_file").set_input_files(str(csv))
+    page.get_by_role("button", name="Submit").click()
+    # The preview lists the bad row alone, with its reason; nothing can be confirmed
+    expect(page.get_by_text("Some rows failed to validate")).to_be_visible()
+    rows = page.locator("table.import-preview tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("+919800000002")
+    expect(rows.first.locator(".validation-error-count")).to_have_text("1")
+    expect(rows.first.locator(".validation-error-list")).to_contain_text("yes or no")
+    rows.first.locator(".validation-error-count").hover()
+    expect(rows.first.locator(".validation-error-list")).to_be_visible()
+    expect(page.get_by_role("button", name="Confirm import")).to_have_count(0)
+    screenshot(page, "import-dry-run")
+    page.close()
+    assert off_the_loop(lambda: Member.objects.count()) == 1  # the shopper alone
