@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import F, Sum, Value
+from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -70,18 +70,50 @@ def multiplier_points(base: int, multiplier: Decimal) -> int:
     return math.floor(base * (multiplier - 1)) if base > 0 else 0
 
 
-def campaigns_running_sql(alias: str = "c") -> str:
-    """The campaigns that apply to an earn at `%(tenant)s` on `%(day)s` (a weekday
-    `%(weekday)s`): read in the posting's one statement (`ledger.posting_lock`), so an earn in a
-    mall with no campaign running costs no extra query."""
-    return (
-        f"SELECT {alias}.id FROM coalition_campaign {alias} "  # noqa: S608 (an alias, never input)
-        f"WHERE {alias}.coalition_id = %(coalition)s AND {alias}.ends_on >= %(day)s "
-        f"AND {alias}.starts_on <= %(day)s AND NOT {alias}.paused "
-        f"AND %(weekday)s = ANY({alias}.weekdays) "
-        f"AND ({alias}.kind = 'cross_shop' OR {alias}.tenant_id = %(tenant)s) "
-        f"ORDER BY {alias}.id"
+# The terms pricing reads, as JSON (numbers as text, so decimals stay exact).
+_TERMS = ", ".join(
+    f"'{name}', c.{name}{'::text' if name in ('multiplier', 'min_amount') else ''}"
+    for name in (
+        "id",
+        "coalition_id",
+        "kind",
+        "tenant_id",
+        "multiplier",
+        "bonus_points",
+        "min_categories",
+        "min_amount",
+        "member_cap",
+        "total_cap",
     )
+)
+
+
+def campaigns_running_sql() -> str:
+    """The terms of the campaigns that apply to an earn at `%(tenant)s` on `%(day)s` (a weekday
+    `%(weekday)s`), as a JSON array: read in the posting's one statement (`ledger.posting_lock`),
+    so an earn in a mall with no campaign running costs no extra query."""
+    return (
+        f"SELECT coalesce(json_agg(json_build_object({_TERMS}) ORDER BY c.id), '[]') "  # noqa: S608
+        "FROM coalition_campaign c "
+        "WHERE c.coalition_id = %(coalition)s AND c.ends_on >= %(day)s "
+        "AND c.starts_on <= %(day)s AND NOT c.paused AND %(weekday)s = ANY(c.weekdays) "
+        "AND (c.kind = 'cross_shop' OR c.tenant_id = %(tenant)s)"
+    )
+
+
+def campaigns_from_json(rows: Sequence[dict[str, Any]]) -> list[Campaign]:
+    """Campaign instances (unsaved copies, for pricing and as award keys) from
+    `campaigns_running_sql`'s array."""
+    return [
+        Campaign(
+            **{
+                **row,
+                "multiplier": Decimal(row["multiplier"]) if row["multiplier"] else None,
+                "min_amount": Decimal(row["min_amount"]),
+            }
+        )
+        for row in rows
+    ]
 
 
 def earn_price(
@@ -92,25 +124,24 @@ def earn_price(
     amount: Decimal,
     base: int,
     occurred_on: date,
-    campaign_ids: Sequence[int],
+    campaigns: Sequence[Campaign],
 ) -> EarnPrice:
     """Price an earn: `base` points from the earn rule plus every running campaign's award,
-    clipped to the campaign's caps. `campaign_ids` are the campaigns running for this tenant on
-    the purchase's date (`campaigns_running_sql`)."""
-    if not campaign_ids:
-        return EarnPrice(base)
+    clipped to the campaign's caps. `campaigns` are those running for this tenant on the
+    purchase's date (`campaigns_running_sql`)."""
     awards = []
-    for campaign in Campaign.objects.filter(pk__in=campaign_ids).order_by("pk"):
+    for campaign in campaigns:
         if amount < campaign.min_amount:
             continue
         if campaign.kind == CampaignKind.MULTIPLIER:
             assert campaign.multiplier is not None
             points = multiplier_points(base, campaign.multiplier)
-        elif _cross_shop_due(coalition, campaign, member_id, tenant, occurred_on):
-            points = campaign.bonus_points or 0
+            if campaign.member_cap is not None and points > 0:
+                points = min(points, _member_room(campaign, member_id))
         else:
-            continue
-        points = _within_caps(campaign, member_id, points)
+            points = _cross_shop_award(coalition, campaign, member_id, tenant, occurred_on)
+        if campaign.total_cap is not None and points > 0:
+            points = _total_cap_take(campaign, points)
         if points > 0:
             awards.append(Award(campaign, points))
     return EarnPrice(base, tuple(awards))
@@ -122,43 +153,57 @@ def _day_bounds(coalition: Coalition, day: date) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
 
 
-def _cross_shop_due(
+_AWARDED = (
+    "SELECT coalesce(sum(points), 0) FROM coalition_campaignaward "
+    "WHERE campaign_id = %(campaign)s AND member_id = %(member)s"
+)
+
+
+def _member_room(campaign: Campaign, member_id: Any) -> int:
+    """What is left of the campaign's per-member cap for this member."""
+    row = fetch_one(_AWARDED, {"campaign": campaign.pk, "member": member_id})
+    assert campaign.member_cap is not None and row is not None
+    return max(campaign.member_cap - int(row[0]), 0)
+
+
+def _cross_shop_award(
     coalition: Coalition, campaign: Campaign, member_id: Any, tenant: Tenant, day: date
-) -> bool:
-    """True when this purchase brings the member's categories bought on `day` to the
-    campaign's minimum, and the member has not had this bonus for that day yet."""
-    already = CampaignAward.objects.filter(
-        campaign=campaign, member_id=member_id, occurred_on=day
-    ).aggregate(net=Sum("points"))["net"]
-    if already and already > 0:
-        return False
+) -> int:
+    """The bonus when this purchase brings the member's categories bought on `day` to the
+    campaign's minimum and the member has not had it for that day, clipped to what is left of
+    the per-member cap; else 0. One statement."""
     start, end = _day_bounds(coalition, day)
     # Purchases of the day that still count: earns of at least the minimum, not wholly refunded.
     row = fetch_one(
-        """
-        SELECT count(DISTINCT t.category) FROM coalition_journal j
-        JOIN tenants_tenant t ON t.id = j.tenant_id
-        WHERE j.member_id = %s AND j.kind = 'earn' AND j.occurred_at >= %s AND j.occurred_at < %s
-            AND j.amount >= %s AND t.category <> %s
-            AND j.amount > coalesce((SELECT sum(r.amount) FROM coalition_journal r
-                WHERE r.reverses_id = j.id), 0)
-        """,
-        [member_id, start, end, campaign.min_amount, tenant.category],
+        f"""
+        SELECT
+            ({_AWARDED} AND occurred_on = %(day)s),
+            (SELECT count(DISTINCT t.category) FROM coalition_journal j
+                JOIN tenants_tenant t ON t.id = j.tenant_id
+                WHERE j.member_id = %(member)s AND j.kind = 'earn'
+                    AND j.occurred_at >= %(start)s AND j.occurred_at < %(end)s
+                    AND j.amount >= %(minimum)s AND t.category <> %(category)s
+                    AND j.amount > coalesce((SELECT sum(r.amount) FROM coalition_journal r
+                        WHERE r.reverses_id = j.id), 0)),
+            ({_AWARDED})
+        """,  # noqa: S608 (constants of this module)
+        {
+            "campaign": campaign.pk,
+            "member": member_id,
+            "day": day,
+            "start": start,
+            "end": end,
+            "minimum": campaign.min_amount,
+            "category": tenant.category,
+        },
     )
-    others = int(row[0]) if row is not None else 0
-    return others + 1 >= campaign.min_categories
-
-
-def _within_caps(campaign: Campaign, member_id: Any, points: int) -> int:
-    if points <= 0:
+    assert row is not None
+    today, others, awarded = (int(value) for value in row)
+    if today > 0 or others + 1 < campaign.min_categories:
         return 0
+    points = campaign.bonus_points or 0
     if campaign.member_cap is not None:
-        got = CampaignAward.objects.filter(campaign=campaign, member_id=member_id).aggregate(
-            net=Sum("points")
-        )["net"]
-        points = min(points, max(campaign.member_cap - int(got or 0), 0))
-    if campaign.total_cap is not None and points > 0:
-        points = _total_cap_take(campaign, points)
+        points = min(points, max(campaign.member_cap - awarded, 0))
     return points
 
 

@@ -22,6 +22,7 @@ from coalition.models import (
     MEMBER_KINDS_SET,
     Account,
     AccountKind,
+    Campaign,
     Coalition,
     Entry,
     ExpiryPolicy,
@@ -41,7 +42,7 @@ from coalition.rows import (
     select_list,
     width,
 )
-from coalition.services.campaigns import campaigns_running_sql
+from coalition.services.campaigns import campaigns_from_json, campaigns_running_sql
 from coalition.services.programme import LotTerms
 from members.models import Member, MemberStatus
 from tenants.models import Tenant
@@ -434,28 +435,44 @@ class PostingLock:
     tenant_account: Account
     house_account: Account
     receipt_posted: bool
-    campaign_ids: list[int]  # campaigns running for an earn at this tenant on the day
+    campaigns: list[Campaign]  # an earn's: those running at this tenant on the day
+    # An earn's: the tenant's campaign account and the coalition's (None: not made yet).
+    campaign_accounts: tuple[Account | None, Account | None] = (None, None)
 
 
 @cache
 def _posting_reads_sql(with_campaigns: bool) -> str:
+    """With campaigns (an earn): also the campaigns running, and the two accounts that pay for
+    campaign points (the tenant's, the coalition's), so pricing them costs no extra read."""
     member = Member._meta.db_table
     journal = Journal._meta.db_table
     account = Account._meta.db_table
-    campaigns = f"ARRAY({campaigns_running_sql()})" if with_campaigns else "'{}'::bigint[]"
+    campaigns = f"({campaigns_running_sql()})" if with_campaigns else "'[]'::json"
+    paying = (
+        f", {select_list(Account, 'tc')}, {select_list(Account, 'cc')}" if with_campaigns else ""
+    )
+    paying_joins = (
+        ""
+        if not with_campaigns
+        else f"""
+        LEFT JOIN {account} tc ON tc.coalition_id = %(coalition)s AND tc.tenant_id = %(tenant)s
+            AND tc.kind = '{AccountKind.TENANT_CAMPAIGN}'
+        LEFT JOIN {account} cc ON cc.coalition_id = %(coalition)s AND cc.kind = 'campaign'
+            AND cc.member_id IS NULL AND cc.tenant_id IS NULL"""
+    )
     return f"""
         SELECT m.status, r.price_per_point, r.reimbursement_per_point,
             EXISTS (SELECT 1 FROM {journal} WHERE store_id = %(store)s AND kind = %(receipt_kind)s
                 AND receipt = %(receipt)s AND {_RECEIPT_INDEX_PREDICATE}),
             {campaigns},
-            {select_list(Account, "ta")}, {select_list(Account, "ha")}
+            {select_list(Account, "ta")}, {select_list(Account, "ha")}{paying}
         FROM (SELECT %(member)s::uuid AS id) x
         LEFT JOIN {member} m ON m.id = x.id
         LEFT JOIN LATERAL ({TENANT_RATE_SQL}) r ON true
         LEFT JOIN {account} ta ON ta.coalition_id = %(coalition)s AND ta.tenant_id = %(tenant)s
             AND ta.kind = %(tenant_kind)s
         LEFT JOIN {account} ha ON ha.coalition_id = %(coalition)s AND ha.kind = %(house_kind)s
-            AND ha.member_id IS NULL AND ha.tenant_id IS NULL
+            AND ha.member_id IS NULL AND ha.tenant_id IS NULL{paying_joins}
     """  # noqa: S608 (table and column names from model metadata, never from input)
 
 
@@ -498,7 +515,8 @@ def posting_lock(
         raise MemberNotFound("This member is not enrolled.")
     price, reimbursement = rates_or_defaults(tenant, (row[1], row[2]))
     width_ = width(Account)
-    tenant_row, house_row = row[5 : 5 + width_], row[5 + width_ :]
+    tenant_row, house_row = row[5 : 5 + width_], row[5 + width_ : 5 + 2 * width_]
+    paying = [row[5 + i * width_ : 5 + (i + 1) * width_] for i in (2, 3)]
     return PostingLock(
         accounts=accounts,
         price=price,
@@ -510,7 +528,10 @@ def posting_lock(
         if house_row[0] is not None
         else coalition_account(tenant.coalition_id, house_kind),
         receipt_posted=bool(row[3]),
-        campaign_ids=list(row[4]),
+        campaigns=campaigns_from_json(row[4]),
+        campaign_accounts=tuple(  # type: ignore[arg-type]
+            instance(Account, found) if found and found[0] is not None else None for found in paying
+        ),
     )
 
 

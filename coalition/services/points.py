@@ -133,7 +133,7 @@ def points_earn(
         amount=amount,
         base=earn_points(coalition, amount),
         occurred_on=occurred_on,
-        campaign_ids=locked.campaign_ids,
+        campaigns=locked.campaigns,
     )
     points = priced.points
     nominal = coalition.point_value
@@ -167,12 +167,15 @@ def points_earn(
         Leg(target, points, points * nominal),
         Leg(locked.tenant_account, -priced.base, -priced.base * price),
     ]
+    tenant_pays, mall_pays = locked.campaign_accounts
     if priced.tenant_funded:
-        campaign_account = tenant_account(coalition.pk, tenant.pk, AccountKind.TENANT_CAMPAIGN)
-        legs.append(Leg(campaign_account, -priced.tenant_funded, -priced.tenant_funded * price))
+        tenant_pays = tenant_pays or tenant_account(
+            coalition.pk, tenant.pk, AccountKind.TENANT_CAMPAIGN
+        )
+        legs.append(Leg(tenant_pays, -priced.tenant_funded, -priced.tenant_funded * price))
     if priced.mall_funded:
-        mall = coalition_account(coalition.pk, AccountKind.CAMPAIGN)
-        legs.append(Leg(mall, -priced.mall_funded, -priced.mall_funded * nominal))
+        mall_pays = mall_pays or coalition_account(coalition.pk, AccountKind.CAMPAIGN)
+        legs.append(Leg(mall_pays, -priced.mall_funded, -priced.mall_funded * nominal))
     if price != nominal:
         legs.append(Leg(locked.house_account, 0, tenant_funded * (price - nominal)))
     # A negative balance (a refund after spending) is repaid first; only the rest is a new lot,
