@@ -38,14 +38,16 @@ class Tick:
 
 
 @dataclass(frozen=True)
-class BarChart:
+class Frame:
+    """What every chart shares: its size, the plot's left and right edges, its baseline and the
+    y ticks, and where the tick and x labels go."""
+
     title: str
     width: int
     height: int
     plot_left: int
     plot_right: int
     baseline: float
-    bars: list[Bar]
     ticks: list[Tick]
 
     @property
@@ -55,6 +57,11 @@ class BarChart:
     @property
     def label_y(self) -> float:
         return round(self.baseline + 18, 1)
+
+
+@dataclass(frozen=True)
+class BarChart(Frame):
+    bars: list[Bar]
 
     @property
     def empty(self) -> bool:
@@ -147,27 +154,12 @@ class Legend:
 
 
 @dataclass(frozen=True)
-class Axes:
-    """What every month chart shares: the frame, the y ticks and the legend."""
+class Axes(Frame):
+    """What every month chart shares: the frame with a top, a y label and the legend."""
 
-    title: str
     y_label: str
-    width: int
-    height: int
-    plot_left: int
-    plot_right: int
     plot_top: int
-    baseline: float
-    ticks: list[Tick]
     legend: list[Legend]
-
-    @property
-    def tick_x(self) -> int:
-        return self.plot_left - 8
-
-    @property
-    def label_y(self) -> float:
-        return round(self.baseline + 18, 1)
 
     @property
     def y_label_y(self) -> float:
@@ -245,7 +237,18 @@ def _axes(
     legend = [
         Legend(series=n % SERIES, name=name, x=left + 150 * n) for n, name in enumerate(names)
     ]
-    axes = Axes(title, y_label, width, height, left, width - right, top, baseline, ticks, legend)
+    axes = Axes(
+        title=title,
+        width=width,
+        height=height,
+        plot_left=left,
+        plot_right=width - right,
+        baseline=baseline,
+        ticks=ticks,
+        y_label=y_label,
+        plot_top=top,
+        legend=legend,
+    )
     return axes, left, width - left - right, maximum
 
 
