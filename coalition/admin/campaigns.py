@@ -17,10 +17,8 @@ from django.utils.html import format_html
 from coalition.admin.base import REASON_FIELD, ChangeReasonAdmin
 from coalition.models import Campaign, CampaignAward, CampaignKind
 from coalition.models.campaigns import ALL_WEEKDAYS, WEEKDAYS
-from coalition.services.campaigns import campaign_save, campaign_status
+from coalition.services.campaigns import TERMS, campaign_save, campaign_status
 from consent.audit import audit_why
-
-TERMS = ("kind", "tenant", "multiplier", "bonus_points", "min_categories", "min_amount")
 
 
 class CampaignForm(forms.ModelForm):

@@ -308,14 +308,23 @@ def clawback_record(
         _total_cap_return(award.campaign, -award.points)
 
 
+# What a campaign gives for a purchase: fixed once it has given points (refunds are priced with
+# them, statements already show what they gave).
+TERMS = ("kind", "tenant", "multiplier", "bonus_points", "min_categories", "min_amount")
+
+
 @transaction.atomic
 def campaign_save(*, campaign: Campaign, user: Any = None) -> Campaign:
     """Save a campaign staff configured. Its terms are fixed once it has given points: a refund
     prices its clawback with them, and statements already show what they gave."""
     if campaign.pk is not None and CampaignAward.objects.filter(campaign=campaign).exists():
         stored = Campaign.objects.get(pk=campaign.pk)
-        fixed = ("kind", "tenant_id", "multiplier", "bonus_points", "min_categories", "min_amount")
-        changed = [name for name in fixed if getattr(stored, name) != getattr(campaign, name)]
+        attnames = {name: Campaign._meta.get_field(name).attname for name in TERMS}  # type: ignore[union-attr]
+        changed = [
+            name
+            for name in TERMS
+            if getattr(stored, attnames[name]) != getattr(campaign, attnames[name])
+        ]
         if changed:
             raise InvalidRequest(
                 "This campaign has given points: its terms can no longer change "
