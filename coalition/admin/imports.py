@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from import_export.admin import ImportExportMixin
+from import_export.admin import ExportMixin, ImportMixin
 from import_export.formats.base_formats import CSV
 from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.results import Result
@@ -81,16 +81,12 @@ class ProgrammeConfirmImportForm(ConfirmImportForm):
     coalition = forms.ModelChoiceField(queryset=Coalition.objects.all(), widget=forms.HiddenInput)
 
 
-class ProgrammeImportExportMixin(ImportExportMixin):
-    """Import and export of a programme's rows as CSV; the resource takes `coalition=`."""
+class ProgrammeImportMixin(ImportMixin):
+    """Import of a programme's rows as CSV, all or nothing; the resource takes `coalition=`."""
 
     import_form_class = ProgrammeImportForm
     confirm_form_class = ProgrammeConfirmImportForm
     import_formats = [CSV]
-    export_formats = [CSV]
-
-    def has_export_permission(self, request: HttpRequest) -> bool:
-        return bool(self.has_view_permission(request))
 
     def get_import_resource_kwargs(self, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
         cleaned = getattr(kwargs.get("form"), "cleaned_data", None) or {}
@@ -110,14 +106,32 @@ class ProgrammeImportExportMixin(ImportExportMixin):
         if not (result.has_errors() or result.has_validation_errors()):
             response: HttpResponse = super().process_result(result, request)
             return response
+        refused = [row.number for row in result.invalid_rows] + [
+            number for number, _ in result.row_errors()
+        ]
+        what = (
+            f"row{'s' if len(refused) > 1 else ''} {', '.join(map(str, refused))} "
+            f"{'were' if len(refused) > 1 else 'was'}"
+            if refused
+            else "a row was"
+        )
         self.message_user(
             request,
-            "Nothing was imported: a row was refused since the preview. Upload the file again "
-            "to see why.",
+            f"Nothing was imported: {what} refused since the preview. Upload the file again to "
+            "see why.",
             messages.ERROR,
         )
         opts = self.model._meta
         return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_import"))
+
+
+class ProgrammeImportExportMixin(ProgrammeImportMixin, ExportMixin):
+    """Import, and export as CSV, of a programme's rows (tenants, stores, tills)."""
+
+    export_formats = [CSV]
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return bool(self.has_view_permission(request))
 
 
 # --- the background flow for any file -----------------------------------------------------------
