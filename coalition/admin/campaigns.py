@@ -85,8 +85,7 @@ class CampaignAdmin(ChangeReasonAdmin):
         "name",
         "kind_short",
         "tenant",
-        "starts_on",
-        "ends_on",
+        "dates",
         "days",
         "status",
         "points_given",
@@ -130,6 +129,10 @@ class CampaignAdmin(ChangeReasonAdmin):
     @admin.display(description="Kind", ordering="kind")
     def kind_short(self, obj: Campaign) -> str:
         return "Multiplier" if obj.kind == CampaignKind.MULTIPLIER else "Cross-shop bonus"
+
+    @admin.display(description="Dates", ordering="starts_on")
+    def dates(self, obj: Campaign) -> str:
+        return f"{obj.starts_on:%d %b} to {obj.ends_on:%d %b %Y}"
 
     @admin.display(description="Days")
     def days(self, obj: Campaign) -> str:
