@@ -323,6 +323,29 @@ def test_refunding_the_qualifying_purchase_takes_the_bonus_back(
     assert_ledger_clean(coalition)
 
 
+def test_refunding_the_other_purchase_of_the_pair_takes_the_bonus_back_once(
+    coalition, till_a, till_b, member, assert_ledger_clean
+):
+    # Given a pair of purchases: the bonus came with the second
+    bonus = cross_shop(coalition)
+    first = earn(till_a, member, "4000.00", "A-1").journal
+    second = earn(till_b, member, "600.00", "F-1").journal
+    assert second.points == 56
+    # When the first is refunded, the day no longer spans two categories: the bonus goes back
+    # with that refund (or buying twice and returning one would farm it)
+    undone = points_reverse(original=first, tenant=till_a.tenant, reason="returned")
+    assert undone.journal.points == 40 + 50
+    assert entries(undone.journal, AccountKind.CAMPAIGN) == 50
+    assert awarded(bonus, member) == 0
+    assert undone.balance == 6
+    # And refunding the second later takes only its own points: the bonus is gone already
+    rest = points_reverse(original=second, tenant=till_b.tenant, reason="returned")
+    assert rest.journal.points == 6
+    assert rest.balance == 0
+    assert awarded(bonus, member) == 0
+    assert_ledger_clean(coalition)
+
+
 def test_a_refund_after_the_bonus_was_spent_goes_negative_once(
     coalition, till_a, till_b, member, assert_ledger_clean
 ):

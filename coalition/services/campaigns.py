@@ -173,7 +173,8 @@ def _cross_shop_award(
     campaign's minimum and the member has not had it for that day, clipped to what is left of
     the per-member cap; else 0. One statement."""
     start, end = _day_bounds(coalition, day)
-    # Purchases of the day that still count: earns of at least the minimum, not wholly refunded.
+    # Purchases of the day that still count: what is left of each (after refunds) is at least
+    # the campaign's minimum.
     row = fetch_one(
         f"""
         SELECT
@@ -182,9 +183,9 @@ def _cross_shop_award(
                 JOIN tenants_tenant t ON t.id = j.tenant_id
                 WHERE j.member_id = %(member)s AND j.kind = 'earn'
                     AND j.occurred_at >= %(start)s AND j.occurred_at < %(end)s
-                    AND j.amount >= %(minimum)s AND t.category <> %(category)s
-                    AND j.amount > coalesce((SELECT sum(r.amount) FROM coalition_journal r
-                        WHERE r.reverses_id = j.id), 0)),
+                    AND t.category <> %(category)s
+                    AND j.amount - coalesce((SELECT sum(r.amount) FROM coalition_journal r
+                        WHERE r.reverses_id = j.id), 0) >= greatest(%(minimum)s, 0.01)),
             ({_AWARDED})
         """,  # noqa: S608 (constants of this module)
         {
@@ -272,10 +273,15 @@ class Clawback:
 
 
 def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) -> Clawback:
-    """The campaign points a refund takes back, so that what the earn keeps is what the
-    unrefunded rest of the purchase would have earned: a multiplier keeps floor(kept base x
-    (m - 1)); a bonus stays while the rest still counts as a purchase of the campaign's minimum
-    (a refund that undoes the purchase takes the bonus back). Never more than is left."""
+    """The campaign points a refund takes back.
+
+    A multiplier keeps what the unrefunded rest of the purchase earns: floor(kept base x
+    (m - 1)), never more than is left of what it gave this earn. A cross-shop bonus is the
+    member's for the day, whichever purchase carried it: it stays while the day's purchases,
+    this one as the refund leaves it, still span the campaign's categories, and is taken back
+    whole (by this refund, once) when they no longer do, so refunding the first purchase of a
+    pair cannot leave the bonus with the second.
+    """
     net: dict[int, int] = {}
     campaigns: dict[int, Campaign] = {}
     given = 0
@@ -288,16 +294,63 @@ def refund_clawback(original: Journal, *, base_kept: int, amount_kept: Decimal) 
     taken = []
     for campaign_id, left in sorted(net.items()):
         campaign = campaigns[campaign_id]
+        if campaign.kind != CampaignKind.MULTIPLIER:
+            continue  # the day's bonus, below
+        assert campaign.multiplier is not None
         counts = amount_kept > 0 and amount_kept >= campaign.min_amount
-        if campaign.kind == CampaignKind.MULTIPLIER:
-            assert campaign.multiplier is not None
-            keep = multiplier_points(base_kept, campaign.multiplier) if counts else 0
-        else:
-            keep = left if counts else 0
+        keep = multiplier_points(base_kept, campaign.multiplier) if counts else 0
         give_back = max(left - keep, 0)
         if give_back:
             taken.append(Award(campaign, -give_back))
+    taken += _day_bonus_clawback(original, amount_kept)
     return Clawback(tuple(taken), given=given, left=sum(net.values()))
+
+
+def _day_bonus_clawback(original: Journal, amount_kept: Decimal) -> list[Award]:
+    """Every cross-shop bonus the member holds for the refunded purchase's day that the day's
+    purchases, after this refund, no longer earn."""
+    if original.member_id is None:
+        return []
+    coalition = original.coalition
+    day = local_date(coalition, original.occurred_at)
+    held: dict[int, int] = {}
+    campaigns: dict[int, Campaign] = {}
+    for award in CampaignAward.objects.filter(
+        member_id=original.member_id, occurred_on=day, campaign__kind=CampaignKind.CROSS_SHOP
+    ).select_related("campaign"):
+        held[award.campaign_id] = held.get(award.campaign_id, 0) + award.points
+        campaigns[award.campaign_id] = award.campaign
+    taken = []
+    start, end = _day_bounds(coalition, day)
+    for campaign_id, points in sorted(held.items()):
+        if points <= 0:
+            continue
+        campaign = campaigns[campaign_id]
+        # The day's purchases as this refund leaves them, each counted while what is left of
+        # it is at least the campaign's minimum.
+        row = fetch_one(
+            """
+            SELECT count(DISTINCT t.category) FROM coalition_journal j
+            JOIN tenants_tenant t ON t.id = j.tenant_id
+            WHERE j.member_id = %(member)s AND j.kind = 'earn'
+                AND j.occurred_at >= %(start)s AND j.occurred_at < %(end)s
+                AND CASE WHEN j.id = %(original)s THEN %(kept)s
+                    ELSE j.amount - coalesce((SELECT sum(r.amount) FROM coalition_journal r
+                        WHERE r.reverses_id = j.id), 0) END
+                    >= greatest(%(minimum)s, 0.01)
+            """,
+            {
+                "member": original.member_id,
+                "start": start,
+                "end": end,
+                "original": original.pk,
+                "kept": amount_kept,
+                "minimum": campaign.min_amount,
+            },
+        )
+        if row is None or int(row[0]) < campaign.min_categories:
+            taken.append(Award(campaign, -points))
+    return taken
 
 
 def clawback_record(

@@ -271,7 +271,10 @@ def _earn_reverse(
             )
         )
     journal_post(journal, legs)
-    clawback_record(journal, member.pk, clawback, price, local_date(coalition, now))
+    # Awards are dated by the purchase (a day's bonus is netted by that day).
+    clawback_record(
+        journal, member.pk, clawback, price, local_date(coalition, original.occurred_at)
+    )
     if from_pending:
         lots_consume(pending_lots, from_pending, journal)
     if from_points:
