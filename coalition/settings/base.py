@@ -28,6 +28,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "import_export",
     "auditlog",
+    "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "coalition",
     "tenants",
     "members",
@@ -41,10 +45,22 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Second factor (TOTP): `request.user.is_verified()` (`django_otp`).
+    "django_otp.middleware.OTPMiddleware",
     # Puts the staff user on every audit-log row a request writes (`consent/audit.py`).
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy header on every response (django-csp, policy below).
+    "csp.middleware.CSPMiddleware",
+    # Login throttling (django-axes): last, as its documentation requires.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes checks every login attempt first; Django's own backend then checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "coalition.urls"
