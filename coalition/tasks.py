@@ -2,10 +2,12 @@
 or two at once, changes nothing more (the services are idempotent, the claim stops overlap)."""
 
 import logging
+from functools import partial
 
 from celery import shared_task
 
 from coalition.claims import job_claim
+from coalition.retry import conflict_retry
 from coalition.services import lots_expire, points_release
 from coalition.services.batches import batch_process, batches_resume
 from coalition.services.figures import daily_figures_refresh_all
@@ -93,7 +95,9 @@ def daily_figures_refresh_task() -> dict[str, int]:
 def import_job_task(job_id: int) -> str:
     """Run an import job's current pass (dry run or real) from where it stopped; safe to run
     twice (`import_job_run` claims the job, and a rerun resumes at its last recorded chunk)."""
-    job = import_job_run(job_id=job_id)
+    # A rerun resumes at the first chunk not recorded, so a run that lost a race (deadlock,
+    # serialization failure) outside a row is simply run again, a bounded number of times.
+    job = conflict_retry(partial(import_job_run, job_id=job_id), what=f"import job {job_id}")
     return job.status if job else "claimed elsewhere"
 
 

@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from coalition.retry import conflict_retry
 from settlement.services import (
     arrears_apply,
     periods_close_due,
@@ -17,7 +18,9 @@ logger = logging.getLogger(__name__)
 @shared_task(soft_time_limit=50 * 60, time_limit=55 * 60)
 def periods_close_due_task() -> int:
     """Close every month that has ended and is not closed, in every coalition (catches up)."""
-    periods = periods_close_due()
+    # The close catches up by design, so a run that lost a race (deadlock, serialization
+    # failure) is simply run again; one that keeps losing is logged and fails the task.
+    periods = conflict_retry(periods_close_due, what="monthly close")
     for period in periods:
         logger.info("closed %s of %s", period, period.coalition_id)
     # The ledger check of each new reconciliation was queued at its close; this catches any

@@ -26,13 +26,7 @@ from django.http import HttpResponse
 from django.utils.timezone import now
 from rest_framework.exceptions import ValidationError
 
-from coalition.api.problems import (
-    JSON_CONTENT_TYPE,
-    RETRYABLE_SQLSTATES,
-    json_bytes,
-    problem_for,
-    sqlstate,
-)
+from coalition.api.problems import JSON_CONTENT_TYPE, json_bytes, problem_for
 from coalition.claims import claim_key
 from coalition.errors import (
     DomainError,
@@ -43,6 +37,7 @@ from coalition.errors import (
     TryAgain,
 )
 from coalition.models import IdempotencyRecord
+from coalition.retry import conflict_retry, sqlstate
 from coalition.rows import fetch_one
 from tenants.models import Till
 
@@ -52,7 +47,6 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 TABLE = IdempotencyRecord._meta.db_table
 STORED_STATUSES = frozenset({200, 201, 202, 403, 404, 409, 422})
-ATTEMPTS = 3
 UNIQUE_VIOLATION = "23505"
 
 
@@ -118,18 +112,17 @@ def idempotent_respond(
     Deadlocks and serialization failures are retried a bounded number of times; what still
     fails is a 503 `try-again` with nothing applied and nothing stored.
     """
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return _attempt(till, key, fingerprint, handler)
-        except _KeyRaced:
-            if attempt == ATTEMPTS:
-                raise TryAgain("The request raced itself; retry unchanged.") from None
-            logger.info("retrying %s: its first request committed meanwhile", key)
-        except OperationalError as exc:
-            if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
-                raise TryAgain("The ledger was busy; retry unchanged.") from exc
-            logger.info("retrying %s after %s (attempt %s)", key, sqlstate(exc), attempt)
-    raise AssertionError("unreachable")
+    try:
+        return conflict_retry(
+            lambda: _attempt(till, key, fingerprint, handler),
+            what=f"till {till.pk} request {key}",
+            also=(_KeyRaced,),
+        )
+    except _KeyRaced:
+        raise TryAgain("The request raced itself; retry unchanged.") from None
+    except OperationalError as exc:
+        # Exhausted retries, a lock timeout or a lost connection: nothing was applied.
+        raise TryAgain("The ledger was busy; retry unchanged.") from exc
 
 
 def _attempt(

@@ -58,9 +58,6 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "try-again": (503, "The service is busy; nothing was applied"),
 }
 
-# sqlstates worth a bounded retry: the transaction lost a race and can simply run again.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
-
 
 def problem_type(name: str) -> str:
     return f"{settings.PROBLEM_TYPE_BASE}{name}"
@@ -101,10 +98,6 @@ def json_response(
     payload: Mapping[str, Any], status: int, content_type: str = JSON_CONTENT_TYPE
 ) -> HttpResponse:
     return HttpResponse(json_bytes(payload), status=status, content_type=content_type)
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc.__cause__, "sqlstate", None)
 
 
 def _errors(detail: Any) -> dict[str, list[str]]:

@@ -14,13 +14,14 @@ sweep is idempotent and catches up: a run expires everything due as of `as_of`.
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
 from coalition.models import AccountKind, Coalition, JournalKind
+from coalition.retry import conflict_retry
 from coalition.rows import fetch_all, fetch_one
 from coalition.services.ledger import MemberId, coalition_account, member_accounts_lock
 from coalition.services.programme import local_date
@@ -149,5 +150,10 @@ def lots_expire(*, as_of: datetime | None = None, coalition: Coalition | None = 
     total = 0
     for one in coalitions:
         for chunk in _members_due(one, as_of):
-            total += lots_expire_members(coalition=one, member_ids=chunk, as_of=as_of)
+            # A chunk that lost a race (deadlock, serialization failure) simply runs again; one
+            # that keeps losing is logged and stops the sweep, and the next run catches up.
+            total += conflict_retry(
+                partial(lots_expire_members, coalition=one, member_ids=chunk, as_of=as_of),
+                what=f"expiry sweep of coalition {one.pk}",
+            )
     return total

@@ -1,0 +1,1 @@
+"""Fault tests: the real database and broker behind a TCP proxy that delays, cuts and refuses."""
