@@ -9,19 +9,20 @@ original transaction: nothing is posted twice.
 import hashlib
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
-from celery import current_app
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from coalition.batchfile import ParsedLine, batchfile_parse
 from coalition.claims import job_claim
 from coalition.errors import DomainError, DuplicateReceipt
 from coalition.models import Batch, BatchLine, BatchStatus, Journal, JournalKind, LineStatus
+from coalition.retry import conflict_retry, is_conflict, sqlstate
 from coalition.services.ledger import Posting
 from coalition.services.points import points_burn, points_earn
+from coalition.wake import worker_wake
 from members.selectors import MemberRef, member_find
 from tenants.models import Till
 
@@ -76,10 +77,7 @@ def _line(batch: Batch, parsed: ParsedLine) -> BatchLine:
 
 def batch_enqueue(*, batch_id: int) -> None:
     """Wake a worker. If the broker is down the batch is still a row; `batches_resume` finds it."""
-    try:
-        current_app.send_task(PROCESS_TASK, args=[batch_id])
-    except (BrokerError, OSError) as exc:
-        logger.warning("batch %s queued in the database only (broker: %s)", batch_id, exc)
+    worker_wake(PROCESS_TASK, [batch_id], left_to="batches_resume")
 
 
 def batch_process(*, batch_id: int, now: datetime | None = None) -> Batch | None:
@@ -99,7 +97,24 @@ def batch_process(*, batch_id: int, now: datetime | None = None) -> Batch | None
         )
         pending = BatchLine.objects.filter(batch=batch, status=LineStatus.QUEUED).order_by("line")
         for line in pending.iterator(chunk_size=500):
-            batch_line_post(till=batch.till, line=line, now=now)
+            try:
+                conflict_retry(
+                    partial(batch_line_post, till=batch.till, line=line, now=now),
+                    what=f"batch {batch_id} line {line.line}",
+                )
+            except OperationalError as exc:
+                if not is_conflict(exc):
+                    raise
+                # The line kept losing a race: it stays queued with the reason, the batch stays
+                # `processing` (in file order: later lines wait), and `batches_resume` retries.
+                BatchLine.objects.filter(pk=line.pk, status=LineStatus.QUEUED).update(
+                    problem="try-again", detail=f"Not posted yet: {exc}"
+                )
+                logger.error(
+                    "batch %s stopped at line %s (sqlstate %s)", batch_id, line.line, sqlstate(exc)
+                )
+                batch.refresh_from_db()
+                return batch
         counts = BatchLine.objects.filter(batch=batch).aggregate(
             accepted=Count("pk", filter=Q(status=LineStatus.ACCEPTED)),
             rejected=Count("pk", filter=Q(status=LineStatus.REJECTED)),
@@ -121,6 +136,7 @@ def batch_line_post(*, till: Till, line: BatchLine, now: datetime | None = None)
         with transaction.atomic():
             posting = _post(till, line, now)
         line.status, line.journal = LineStatus.ACCEPTED, posting.journal
+        line.problem = line.detail = ""  # a try-again noted by an earlier run
     except DuplicateReceipt as exc:
         original = _same_line_posted(till, line)
         if original is not None:

@@ -24,19 +24,18 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import IO, Any
 
-from celery import current_app
 from django.core.files.base import File
 from django.db import transaction
 from django.utils import timezone
 from import_export.resources import Resource
 from import_export.results import Result, RowResult
-from kombu.exceptions import OperationalError as BrokerError
 from tablib import Dataset
 
 from coalition.claims import job_claim
 from coalition.errors import InvalidRequest
 from coalition.models import Coalition
 from coalition.models.imports import ImportJob, ImportKind, ImportStatus
+from coalition.wake import worker_wake
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -255,10 +254,7 @@ def _file_drop(job: ImportJob) -> None:
 def import_job_enqueue(*, job_id: int) -> None:
     """Wake a worker. If the broker is down the job is still a row; `import_jobs_resume` finds
     it."""
-    try:
-        current_app.send_task(RUN_TASK, args=[job_id])
-    except (BrokerError, OSError) as exc:
-        logger.warning("import job %s queued in the database only (broker: %s)", job_id, exc)
+    worker_wake(RUN_TASK, [job_id], left_to="import_jobs_resume")
 
 
 def import_jobs_resume(*, now: datetime | None = None) -> int:

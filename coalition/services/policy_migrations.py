@@ -32,9 +32,11 @@ from coalition.models import (
 from coalition.rows import fetch_all
 from coalition.services.ledger import MemberId, member_accounts_lock
 from coalition.services.programme import LotTerms, local_date, lot_terms
+from coalition.wake import worker_wake_on_commit
 
 logger = logging.getLogger(__name__)
 CHUNK = 1000
+MIGRATIONS_TASK = "coalition.tasks.expiry_policy_migrations_task"
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,7 @@ def expiry_policy_migration_request(
         expiry_sweep_month=coalition.expiry_sweep_month,
         expiry_sweep_day=coalition.expiry_sweep_day,
     )
-    from coalition.tasks import expiry_policy_migrations_task
-
-    transaction.on_commit(expiry_policy_migrations_task.delay)
+    worker_wake_on_commit(MIGRATIONS_TASK, left_to="the expiry_policy_migrations beat job")
     return migration
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from coalition.errors import InvalidRequest
 from coalition.services.programme import local_date
+from coalition.wake import worker_wake_on_commit
 from consent.models import (
     PrivacyRequest,
     PrivacyRequestKind,
@@ -22,6 +23,7 @@ from consent.models import (
 from consent.services.erasure import member_erase
 from members.models import Member, MemberStatus
 
+ERASURES_TASK = "consent.tasks.privacy_erasures_task"
 OPEN = (PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.VERIFIED)
 WHY_AUTOMATIC: dict[str, str] = {
     PrivacyRequestSource.WITHDRAWAL: "The member withdrew consent to the programme.",
@@ -180,6 +182,4 @@ def privacy_erasures_run(*, now: datetime | None = None) -> int:
 def privacy_erasures_wake() -> None:
     """Wake a worker after this transaction commits (the request row is the work; beat picks
     it up too if the message is lost)."""
-    from consent.tasks import privacy_erasures_task
-
-    transaction.on_commit(lambda: privacy_erasures_task.delay())
+    worker_wake_on_commit(ERASURES_TASK, left_to="the privacy_erasures beat job")

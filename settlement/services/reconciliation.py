@@ -6,17 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from celery import current_app
-from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from coalition.claims import job_claim
 from coalition.models import AccountKind, JournalKind
 from coalition.rows import fetch_all
 from coalition.selectors import ledger_verify
 from coalition.services.programme import add_months
+from coalition.wake import worker_wake_on_commit
 from settlement.models import Period, Reconciliation, Statement
 from settlement.services.movements import LEDGER_BEGINNING, Movement, ledger_movements
 
@@ -225,15 +223,9 @@ def reconciliations_verify_pending() -> int:
 def reconciliation_verify_enqueue(reconciliation_id: int) -> None:
     """After commit, wake a worker to run the ledger check. If the broker is down the record
     still says the check is due; `reconciliations_verify_pending` finds it."""
-
-    def send() -> None:
-        try:
-            current_app.send_task(VERIFY_TASK, args=[reconciliation_id])
-        except (BrokerError, OSError) as exc:
-            logger.warning("ledger check of reconciliation %s left to the hourly job (%s)",
-                           reconciliation_id, exc)  # fmt: skip
-
-    transaction.on_commit(send)
+    worker_wake_on_commit(
+        VERIFY_TASK, [reconciliation_id], left_to="reconciliations_verify_pending"
+    )
 
 
 def _lots_by_funding_tenant(
