@@ -39,13 +39,13 @@ def _verdict(reconciliation: Reconciliation | None) -> SafeString | str:
     if reconciliation is None:
         return "—"
     if reconciliation.balanced:
-        return format_html('<strong style="color:#1a7f37">{}</strong>', "Balanced")
+        return format_html('<strong class="balance-ok">{}</strong>', "Balanced")
     if reconciliation.balanced is None:
         return format_html(
-            '<strong style="color:#9a6700">{}</strong>', "Figures balance; ledger check pending"
+            '<strong class="balance-pending">{}</strong>', "Figures balance; ledger check pending"
         )
     return format_html(
-        '<strong style="color:#b42318">{} discrepancies</strong>',
+        '<strong class="balance-bad">{} discrepancies</strong>',
         len(reconciliation.discrepancies),
     )
 
@@ -137,7 +137,7 @@ class PeriodAdmin(ReadOnlyAdmin):
             '<table class="operator-figures">{}</table>'
             '<p class="help">In {}: + is the operator\'s gain, - its cost. The pool itself is '
             "kept at the point's value and is not the operator's.</p>",
-            format_html_join("", '<tr><td>{}</td><td style="text-align:right">{}</td></tr>', rows),
+            format_html_join("", '<tr><td>{}</td><td class="num">{}</td></tr>', rows),
             obj.coalition.currency,
         )
 
@@ -272,9 +272,10 @@ class DisputeResolveForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["resolution"].required = True
-        self.fields["amount"].required = False
-        self.fields["direction"].required = False
+        for name, required in (("resolution", True), ("amount", False), ("direction", False)):
+            # Absent when the page is read only (staff who may view disputes, not answer them).
+            if name in self.fields:
+                self.fields[name].required = required
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

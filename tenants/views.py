@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
@@ -22,7 +23,14 @@ from coalition.errors import InvalidRequest
 from coalition.selectors import TILL_KINDS, transactions_for_tenant
 from members.selectors import member_reference_for_tenant
 from tenants.insight import DEFAULT_PERIOD, PERIODS, shopper_insight
-from tenants.portal import MANAGER, portal_read_only, portal_view, tenant_of, tenant_user_of
+from tenants.portal import (
+    LOGIN_URL,
+    MANAGER,
+    portal_read_only,
+    portal_view,
+    tenant_of,
+    tenant_user_of,
+)
 from tenants.selectors import till_get_for_tenant, till_key_get_for_tenant, tills_for_tenant
 from tenants.services import till_key_issue, till_key_revoke, till_key_rotate
 
@@ -45,6 +53,12 @@ class PortalLogoutView(auth_views.LogoutView):
 class PortalPasswordChangeView(auth_views.PasswordChangeView):
     template_name = "portal/password_change.html"
     success_url = reverse_lazy("portal:account")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # To the portal's sign-in, not settings.LOGIN_URL (the back office's).
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), LOGIN_URL)
+        return super().dispatch(request, *args, **kwargs)
 
     def form_valid(self, form: Any) -> HttpResponse:
         messages.success(self.request, "Your password is changed.")

@@ -18,6 +18,11 @@ FINANCE = "Finance"
 SUPPORT = "Support"
 PRIVACY_OFFICER = "Privacy officer"
 
+# Staff who must sign in to the back office with a second factor (TOTP), as must superusers,
+# who hold every permission of these groups: `coalition.selectors.second_factor`. Anyone else
+# may opt in.
+SECOND_FACTOR_GROUPS = frozenset({FINANCE, PRIVACY_OFFICER})
+
 LEDGER_VIEW = frozenset(
     {
         "coalition.view_journal",

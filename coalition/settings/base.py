@@ -6,9 +6,13 @@ PostgreSQL it starts and the broker defaults to kombu's filesystem transport.
 
 from datetime import timedelta
 
+from csp.constants import NONCE, NONE, SELF
+
 from coalition.env import BASE_DIR, database, env
 
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me")
+# The one hard-coded key in the repository, for development only: production refuses it.
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"  # noqa: S105 (marked, refused in production)
+SECRET_KEY = env("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env("DEBUG", default=True)
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 
@@ -47,6 +51,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Second factor (TOTP): `request.user.is_verified()` (`django_otp`).
     "django_otp.middleware.OTPMiddleware",
+    # Staff who need a verified second factor are sent to set it up or to give its code.
+    "coalition.admin.second_factor.SecondFactorMiddleware",
     # Puts the staff user on every audit-log row a request writes (`consent/audit.py`).
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -59,7 +65,8 @@ MIDDLEWARE = [
 
 # django-axes checks every login attempt first; Django's own backend then checks the password.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    # A request-less authenticate() (a test client's login()) is not counted: no client to lock.
+    "coalition.login_throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 
@@ -110,12 +117,100 @@ MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 # an erasure can find it; importing needs the model's "add" permission (members.add_member).
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+# Exports: the resources neutralise every formula-looking cell themselves (`coalition.csvsafe`,
+# a leading apostrophe, read back on import). import-export's own escaping only drops one leading
+# "=" ("==1+1" stays a formula; "+", "-", "@" pass): kept on as a second line for any resource
+# that forgets, since no cell the resources write starts with "=".
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 LOGIN_URL = "admin:login"
+
+# Security headers (production adds HTTPS-only cookies, HSTS and the SSL redirect).
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp 4). No inline script, style or style attribute anywhere:
+# pages load static files, and the rare inline <script>/<style> carries the request's nonce
+# (`{{ request.csp_nonce }}`). The API docs (Redoc) build their search index in a Web Worker
+# made from a blob: URL, hence `worker-src blob:`; that page alone relaxes styles and images
+# (coalition/api/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
+# Login throttling (django-axes) for the admin's and the portal's sign-in: five failures for one
+# username from one address lock that pair out for 15 minutes (429, templates/security/);
+# a success resets the count. Staff with `axes.delete_accessattempt` unlock in the admin
+# ("Access attempts"), or `manage.py axes_reset_username <name>`. Behind a proxy, set
+# TRUSTED_PROXY_COUNT to the number of proxies that append to X-Forwarded-For.
+AXES_FAILURE_LIMIT = 5
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "coalition.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "coalition.login_throttle.client_ip"
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# Second factor for staff (django-otp, TOTP): Finance, Privacy officer and superusers must set
+# up an authenticator app (`coalition.selectors.second_factor`); others may. The admin never
+# shows a device's secret (a superuser resets a device by deleting it), and the audit log
+# records devices made, confirmed and deleted, never their key or counters.
+OTP_TOTP_ISSUER = "Coalition back office"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    {
+        "model": "otp_totp.TOTPDevice",
+        "exclude_fields": [
+            "key",
+            "drift",
+            "last_t",
+            "last_used_at",
+            "throttling_failure_timestamp",
+            "throttling_failure_count",
+        ],
+    },
+)
 
 # Celery: JSON only, bounded tasks. The broker only wakes workers; work that must happen is a
 # database row first, so losing a message never loses work.
 _broker_dir = BASE_DIR / "var" / "broker"
+# A broker that is down or silent must not hold a request or a job: connecting and each command
+# give up after seconds (redis-py waits forever by default), and a publish is retried once. What
+# must be done is a database row already; the resume jobs send its message again.
+BROKER_REDIS_OPTIONS: dict[str, object] = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,  # above the worker's 1 s BRPOP wait
+    "retry_on_timeout": False,
+    # Redis hands an unacknowledged message to another worker after this long: longer than the
+    # longest task may run (an import job's hard limit, 3 h 5 min), so a running job is never
+    # started twice; a worker that died is covered sooner by beat's resume and catch-up jobs.
+    "visibility_timeout": 4 * 60 * 60,
+}
+
+
+def redis_broker_options(url: str) -> dict[str, object]:
+    """The transport options a broker URL gets: the bounded waits above for Redis, else none."""
+    return dict(BROKER_REDIS_OPTIONS) if url.startswith(("redis://", "rediss://")) else {}
+
+
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
@@ -126,7 +221,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {}
+    else redis_broker_options(CELERY_BROKER_URL)
 )
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
