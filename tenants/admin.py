@@ -33,6 +33,7 @@ from tenants.services import (
     till_key_issue,
     till_key_revoke,
     till_key_rotate,
+    till_key_set_rate_limit,
 )
 
 # The library's own generic key model is unused: tills have `TillKey`.
@@ -363,7 +364,16 @@ class TillAdmin(ProgrammeImportExportMixin, ChangeReasonAdmin, ServiceCreateAdmi
 class TillKeyAdmin(admin.ModelAdmin):
     """Every till key with its till; revoking is an action and cannot be undone."""
 
-    list_display = ("prefix", "name", "till", "created", "created_by", "revoked", "revoked_at")
+    list_display = (
+        "prefix",
+        "name",
+        "till",
+        "created",
+        "created_by",
+        "rate_limit_per_minute",
+        "revoked",
+        "revoked_at",
+    )
     list_filter = ("revoked", "till__tenant__coalition", "till__tenant")
     list_select_related = ("till__tenant", "created_by")
     search_fields = ("prefix", "name", "till__code", "till__tenant__name")
@@ -378,8 +388,21 @@ class TillKeyAdmin(admin.ModelAdmin):
         "revoked_reason",
         "expiry_date",
     )
-    fields = readonly_fields
+    # The one editable field, set through `till_key_set_rate_limit` and kept by rotation.
+    fields = (*readonly_fields, "rate_limit_per_minute")
     actions = ("revoke",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.revoked:
+            return False  # final: a revoked key's page is a record, nothing on it changes
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        till_key_set_rate_limit(
+            key=obj,
+            rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+            actor=request.user,
+        )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # keys are issued from the till's page, so the key can be shown once

@@ -151,7 +151,7 @@ class Till(models.Model):
 class TillKey(AbstractAPIKey):
     """A till's API key. Only a SHA-512 hash is stored (djangorestframework-api-key); the key
     itself is shown once when it is made. Revoking is final; rotating makes a new key and
-    revokes the old one."""
+    revokes the old one. Each key is rate limited on its own (`coalition.api.auth`)."""
 
     till = models.ForeignKey(Till, on_delete=models.PROTECT, related_name="keys")
     created_by = models.ForeignKey(
@@ -159,6 +159,12 @@ class TillKey(AbstractAPIKey):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=200, blank=True, default="")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute this key may make. Empty: the programme's default "
+        "(TILL_RATE_LIMIT); 0: no limit. Kept when the key is rotated.",
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "till key"

@@ -76,37 +76,47 @@ def tenant_can_redeem(tenant: Tenant) -> bool:
 
 def till_for_key(raw_key: str) -> Till | None:
     """The active till a live key belongs to, with its tenant and coalition, in one query;
-    None for an unknown, revoked, expired or malformed key.
+    None for an unknown, revoked, expired or malformed key."""
+    key = till_key_for_key(raw_key)
+    return key.till if key is not None else None
+
+
+def till_key_for_key(raw_key: str) -> TillKey | None:
+    """The live key `raw_key` is, with its till, tenant and coalition, in one query; None for an
+    unknown, revoked, expired or malformed key, or one of an inactive till or a departed tenant.
 
     Every till request starts here, so the query is written out (`coalition.rows`) rather than
-    compiled by the ORM each time; the hash check is the library's own.
+    compiled by the ORM each time; the hash check is the library's own. The key's own rate limit
+    comes with it, so limiting per key costs no query. Nothing here is cached: a key revoked a
+    moment ago is refused by the very next request.
     """
     prefix, dot, _ = raw_key.partition(".")
     if not dot or not prefix:
         return None
-    row = fetch_one(_till_for_key_sql(), [prefix])
+    row = fetch_one(_till_key_for_key_sql(), [prefix])
     if row is None:
         return None
-    hashed_key, expiry_date = row[0], row[1]
-    if expiry_date is not None and expiry_date < timezone.now():
-        return None
-    if not TillKey.objects.key_generator.verify(raw_key, hashed_key):
-        return None
-    values = row[2:]
-    till_end = width(Till)
+    key_end = width(TillKey)
+    till_end = key_end + width(Till)
     tenant_end = till_end + width(Tenant)
-    till = instance(Till, values[:till_end])
-    tenant = instance(Tenant, values[till_end:tenant_end])
-    tenant.coalition = instance(Coalition, values[tenant_end:])
+    key = instance(TillKey, row[:key_end])
+    if key.expiry_date is not None and key.expiry_date < timezone.now():
+        return None
+    if not TillKey.objects.key_generator.verify(raw_key, key.hashed_key):
+        return None
+    till = instance(Till, row[key_end:till_end])
+    tenant = instance(Tenant, row[till_end:tenant_end])
+    tenant.coalition = instance(Coalition, row[tenant_end:])
     till.tenant = tenant
-    return till
+    key.till = till
+    return key
 
 
 @cache
-def _till_for_key_sql() -> str:
+def _till_key_for_key_sql() -> str:
     # Column names come from model metadata, never from input: nothing here is user-supplied.
     return f"""
-        SELECT k.hashed_key, k.expiry_date, {select_list(Till, "t")},
+        SELECT {select_list(TillKey, "k")}, {select_list(Till, "t")},
                {select_list(Tenant, "n")}, {select_list(Coalition, "c")}
         FROM tenants_tillkey k
         JOIN tenants_till t ON t.id = k.till_id

@@ -133,12 +133,21 @@ def _exit_apply(tenant: Tenant, exit_on: date) -> None:
 
 
 @transaction.atomic
-def till_key_issue(*, till: Till, name: str = "", actor: Any = None) -> tuple[TillKey, str]:
-    """Make a new key for `till`. Returns the key itself, which is shown once and never stored."""
+def till_key_issue(
+    *, till: Till, name: str = "", actor: Any = None, rate_limit_per_minute: int | None = None
+) -> tuple[TillKey, str]:
+    """Make a new key for `till`. Returns the key itself, which is shown once and never stored.
+
+    `rate_limit_per_minute`: None for the programme's default (`TILL_RATE_LIMIT`), 0 for none.
+    """
     if till.tenant.status == TenantStatus.EXITED:
         raise InvalidRequest("A tenant that has exited the programme gets no new keys.")
+    _check_rate_limit(rate_limit_per_minute)
     key = TillKey(
-        till=till, name=(name or f"{till.code} {timezone.now():%Y-%m-%d}")[:50], created_by=actor
+        till=till,
+        name=(name or f"{till.code} {timezone.now():%Y-%m-%d}")[:50],
+        created_by=actor,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     raw = TillKey.objects.assign_key(key)
     key.save(force_insert=True)
@@ -158,12 +167,43 @@ def till_key_revoke(*, key: TillKey, reason: str = "Revoked", actor: Any = None)
 
 @transaction.atomic
 def till_key_rotate(*, key: TillKey, actor: Any = None) -> tuple[TillKey, str]:
-    """Replace a key: a new one for the same till, and the old one revoked at once."""
+    """Replace a key: a new one for the same till with the same rate limit, and the old one
+    revoked at once."""
     current = TillKey.objects.select_for_update().select_related("till__tenant").get(pk=key.pk)
     if current.revoked:
         raise InvalidRequest("This key is already revoked; issue a new one instead.")
     till_key_revoke(key=current, reason="Rotated", actor=actor)
-    return till_key_issue(till=current.till, name=current.name, actor=actor)
+    return till_key_issue(
+        till=current.till,
+        name=current.name,
+        actor=actor,
+        rate_limit_per_minute=current.rate_limit_per_minute,
+    )
+
+
+@transaction.atomic
+def till_key_set_rate_limit(
+    *, key: TillKey, rate_limit_per_minute: int | None, actor: Any = None
+) -> TillKey:
+    """Set how many requests per minute a live key may make (None: the programme's default,
+    0: no limit). It applies from the key's next request: the limit is read with the key."""
+    del actor  # recorded by the admin's log entry
+    _check_rate_limit(rate_limit_per_minute)
+    updated = TillKey.objects.filter(pk=key.pk, revoked=False).update(
+        rate_limit_per_minute=rate_limit_per_minute
+    )
+    if not updated:
+        raise InvalidRequest("A revoked key takes no rate limit.")
+    key.refresh_from_db()
+    return key
+
+
+def _check_rate_limit(rate_limit_per_minute: int | None) -> None:
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
+        raise InvalidRequest(
+            "A rate limit is a number of requests per minute, 0 or more.",
+            field="rate_limit_per_minute",
+        )
 
 
 def till_keys_revoke(*, tills: Any, reason: str, keep: TillKey | None = None) -> int:

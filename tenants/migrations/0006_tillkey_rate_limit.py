@@ -1,8 +1,19 @@
-# Reserved for the per-key rate limit (issue 8); the helper that owns it fills in the operations.
-from django.db import migrations
+# A till key's own rate limit (issue 8): null keeps the programme's default, TILL_RATE_LIMIT.
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("tenants", "0005_tenant_exit_on")]
 
-    operations: list = []
+    operations = [
+        migrations.AddField(
+            model_name="tillkey",
+            name="rate_limit_per_minute",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Requests per minute this key may make. Empty: the programme's default "
+                "(TILL_RATE_LIMIT); 0: no limit. Kept when the key is rotated.",
+                null=True,
+            ),
+        ),
+    ]
