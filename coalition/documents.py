@@ -1,28 +1,18 @@
 """The liability as CSV for finance: the same figures as the admin page, one section each."""
 
-import csv
 import io
 from collections.abc import Iterable
 
+from coalition.csvsafe import csv_writer
 from coalition.selectors.liability import Liability, Row
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: object) -> object:
-    """A text cell a spreadsheet would read as a formula is quoted with a leading apostrophe
-    (OWASP's advice on CSV injection); numbers are written as they are."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def liability_csv(figures: Liability) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)
 
     def write(*cells: object) -> None:
-        writer.writerow([csv_cell(cell) for cell in cells])
+        writer.writerow(cells)
 
     def section(title: str, rows: Iterable[Row]) -> None:
         write()

@@ -30,6 +30,7 @@ from import_export import fields, resources, widgets
 from import_export.results import Result
 from tablib import Dataset
 
+from coalition.csvsafe import csv_cell, csv_uncell
 from coalition.errors import DomainError, InvalidRequest
 from coalition.models import Coalition, Journal, JournalKind
 from coalition.services.points import points_burn, points_earn
@@ -54,10 +55,11 @@ TRANSACTION_COLUMNS = (
 
 
 class TextWidget(widgets.Widget):
-    """A cell as stripped text; a missing cell is blank."""
+    """A cell as stripped text; a missing cell is blank. The apostrophe an export put before a
+    formula-looking text (`coalition.csvsafe`) is dropped, so an export reads back unchanged."""
 
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> str:
-        return "" if value is None else str(value).strip()
+        return "" if value is None else csv_uncell(str(value).strip())
 
     def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
         return "" if value is None else str(value)
@@ -117,6 +119,10 @@ class FileCheckedResource(resources.ModelResource):
         self.handle_import_error(result, InvalidRequest(refusal), kwargs.get("raise_errors"))
         return result
 
+    def export_field(self, field: fields.Field, instance: Any, **kwargs: Any) -> Any:
+        """Every exported cell, dehydrated ones included, is one no spreadsheet runs."""
+        return csv_cell(super().export_field(field, instance, **kwargs))
+
     def after_import(self, dataset: Dataset, result: Result, **kwargs: Any) -> None:
         """Nothing: ModelResource resets the table's id sequence to its largest id here, which
         is for files that carry ids. These never do, and resetting a sequence that tills are
@@ -142,7 +148,12 @@ class DecimalText(widgets.Widget):
             number = Decimal(text)
         except InvalidOperation as exc:
             raise ValueError(f"Not an amount: {text!r}.") from exc
-        if not number.is_finite() or number != number.quantize(Decimal("0.01")):
+        try:
+            # An exponent like 1e999999 is a Decimal no context can quantize: a row error too.
+            exact = number.is_finite() and number == number.quantize(Decimal("0.01"))
+        except InvalidOperation:
+            exact = False
+        if not exact:
             raise ValueError(f"An amount has at most two decimal places, not {text!r}.")
         return number
 

@@ -2,19 +2,19 @@
 as the page (`settlement/statement_document.html`, through xhtml2pdf: PyPI wheels only, no
 system libraries)."""
 
-import csv
 import io
 
 from django.template.loader import render_to_string
 from xhtml2pdf import pisa
 
+from coalition.csvsafe import csv_writer
 from settlement.selectors import StatementDocument
 
 
 def statement_csv(document: StatementDocument) -> str:
     statement = document.statement
     out = io.StringIO()
-    write = csv.writer(out).writerow
+    write = csv_writer(out).writerow
     write(["Statement", statement.tenant.name, f"{statement.period.month:%Y-%m}"])
     write(["Statement date", statement.statement_date.isoformat()])
     write(["Due on", statement.due_on.isoformat()])

@@ -218,6 +218,7 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
         body = operations.get("post", {}).get("requestBody")
         if body is not None:
             body["required"] = True
+    _links_add(result)
     schemas: dict[str, Any] = result.get("components", {}).get("schemas", {})
     inline = {
         f"#/components/schemas/{name}": schemas.pop(name)
@@ -233,6 +234,35 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
         schemas[new.rsplit("/", 1)[1]] = schemas.pop(old.rsplit("/", 1)[1])
     result["components"]["schemas"] = dict(sorted(schemas.items()))
     return _rewrite_refs(result, inline, renamed)
+
+
+# OpenAPI links: what a success answer lets the till do next (schemathesis' stateful tests
+# follow them). (path, method, status) -> {link name: (operationId, {parameter: expression})}.
+_TRANSACTION_ID = {"transaction_id": "$response.body#/transaction/id"}
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("/api/v1/earn", "post", "201"): {
+        "GetTransaction": ("transaction", _TRANSACTION_ID),
+        "ReverseTransaction": ("reverse", _TRANSACTION_ID),
+    },
+    ("/api/v1/burn", "post", "201"): {
+        "GetTransaction": ("transaction", _TRANSACTION_ID),
+        "ReverseTransaction": ("reverse", _TRANSACTION_ID),
+    },
+    ("/api/v1/batches", "post", "202"): {"GetBatch": ("batch", {"batch_id": "$response.body#/id"})},
+    ("/api/v1/members", "post", "201"): {
+        "LookUpMember": ("lookup", {"card": "$response.body#/card"})
+    },
+}
+
+
+def _links_add(result: dict[str, Any]) -> None:
+    for (path, method, status), links in LINKS.items():
+        response = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {})
+        if status in response:
+            response[status]["links"] = {
+                name: {"operationId": operation, "parameters": parameters}
+                for name, (operation, parameters) in links.items()
+            }
 
 
 def _rewrite_refs(node: Any, inline: dict[str, Any], renamed: dict[str, str]) -> Any:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from coalition.documents import csv_cell
+from coalition.csvsafe import csv_cell
 from coalition.errors import InvalidRequest
 from consent.models import ConsentEvent, ConsentPurpose, DataAccess, DataAccessAction
 from members.models import Identifier, IdentifierKind, Member, MemberStatus
