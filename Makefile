@@ -8,7 +8,7 @@ WITH_DB := $(PY) bin/with-database
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format migrate shell till-key clean-db browser
+.PHONY: help install run test lint format migrate shell till-key clean-db browser bench
 
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ shell: install ## Django shell on the database `make run` uses
 till-key: install ## Print a new API key for a till: make till-key TENANT=<slug> [TILL=pos-1]
 	@test -n "$(TENANT)" || { echo "usage: make till-key TENANT=<tenant slug> [TILL=<till code>]" >&2; exit 2; }
 	@$(WITH_DB) -- $(PY) manage.py issue_till_key --tenant "$(TENANT)" --till "$(or $(TILL),pos-1)"
+
+bench: install ## Run the benchmarks (about 40 min) and rewrite docs/benchmarks.md: make bench [BENCH=close]
+	$(PY) bench/run_all.py $(if $(BENCH),--only $(BENCH))
 
 clean-db: install ## Stop the embedded PostgreSQL and delete var/postgres
 	$(WITH_DB) --delete-embedded

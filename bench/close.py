@@ -1,6 +1,7 @@
 """Month-end close at volume: `period_close` over 1,000,000 entries, against one plain GROUP BY.
 
     .venv/bin/python bench/close.py [--entries 1000000] [--tenants 100] [--runs 3] [--close-runs 2]
+        [--history N] [--partitioned] [--json PATH]
 
 What one run does, start to end (about 4 minutes with the defaults on 2 cores):
 
@@ -31,6 +32,16 @@ What one run does, start to end (about 4 minutes with the defaults on 2 cores):
 6. prints the figures and close ÷ floor against the target (3x), replaces the close section of
    docs/benchmarks.md (`--no-docs` to leave it), and drops the database (`--keep-db`).
 
+With `--history N`, N months as large as the month are built before it (new members each
+month, the same tenants) and closed, so the month's close opens from last month's figures and
+the ledger check reads every month. With `--partitioned` (history 3 unless given), a copy of the
+database is taken before anything is measured; after the steps above the copy's
+`coalition_entry` is rebuilt partitioned by month on its journal's posting time (the DDL in
+`PARTITIONED_ENTRY_DDL`, the recipe in docs/operations.md), and on it are timed `ledger_verify`,
+the floor (as it is, and naming the entry's posting time so that one partition is read), and
+`period_close` as it is (the last run committed) and with its one pass naming the entry's
+posting time too (an execute wrapper adds the predicate; rolled back).
+
 The close runs in this process, on Django's connection (`DEBUG=False`), as the beat job runs it.
 """
 
@@ -43,13 +54,27 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import report
+from common import (
+    JSON_HELP,
+    BenchError,
+    Figure,
+    Server,
+    bulk_load,
+    execute,
+    figures_write,
+    run_reported,
+    say,
+    scalar,
+    tenant_table_create,
+    tenants_create,
+    timed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -74,38 +99,7 @@ FLOOR_SQL = """
 """
 
 
-class BenchError(Exception):
-    """A step failed; the message says which."""
-
-
-def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
 # --- the server ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str  # postgres://user@host:port (no database)
-
-    def database_url(self, name: str) -> str:
-        parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
-
-    def connect(self, name: str = "postgres") -> Any:
-        import psycopg
-
-        return psycopg.connect(self.database_url(name), autocommit=True)
-
-    def recreate(self, name: str) -> None:
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop(self, name: str) -> None:
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 SETTINGS = (
@@ -191,25 +185,6 @@ class Volume:
     seconds: float
 
 
-def execute(sql: str, params: dict[str, Any] | None = None) -> None:
-    """Run each statement of `sql` in turn (server-side binding takes one statement at a time;
-    none of these has a semicolon inside a literal)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        for statement in filter(None, (part.strip() for part in sql.split(";"))):
-            cursor.execute(statement, params)
-
-
-def scalar(sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> Any:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row is not None else None
-
-
 # Per shopper (position p, 0..M-1): three earns of 1-60 points, a burn of up to the first earn's
 # points, and a burn of up to what the first two earns' lots still hold. Journal k = slot * M + p
 # belongs to shopper p, so the earns come first in the month and the burns after them, and each
@@ -286,7 +261,7 @@ JOURNALS_SQL = """
         posted_at)
     SELECT %(jbase)s + p.k + 1, gen_random_uuid(), %(c)s,
         CASE WHEN p.earn THEN 'earn' ELSE 'burn' END, m.id, t.tenant_id, t.store_id, t.till_id,
-        'close-' || p.k, p.points,
+        'close-' || (%(jbase)s + p.k + 1), p.points,
         CASE WHEN p.earn
             THEN p.points * %(block)s
                 + mod(abs(hashint8(p.k + 6 * %(M)s)::bigint), 100 * %(block)s::bigint) / 100.0
@@ -362,32 +337,30 @@ CONSUMPTIONS_SQL = """
 """
 
 
-def build(args: argparse.Namespace, month: date) -> Volume:
-    """The coalition, its tenants and `--entries` entries in `month` (see the module's doc)."""
-    from django.db import connection, transaction
+@dataclass(frozen=True)
+class Mall:
+    coalition: Any
+    tenant_rows: list[tuple[int, int, int, int]]  # (index, tenant, store, till)
 
+
+def mall_create(tenants: int) -> Mall:
+    """The coalition and its tenants, with a store and a till each, through the services."""
     from coalition.services import coalition_create
+
+    coalition = coalition_create(slug=SLUG, name="Close bench mall")
+    return Mall(coalition, tenants_create(coalition, tenants))
+
+
+def build(args: argparse.Namespace, month: date, mall: Mall, *, vacuum: bool = True) -> Volume:
+    """`--entries` entries in `month` for new members of `mall` (see the module's doc)."""
+
     from settlement.services import month_bounds
-    from tenants.models import TenantCategory
-    from tenants.services import tenant_create, till_create
 
     started = time.monotonic()
     journals = args.entries // 2
     members = journals // SLOTS
-    coalition = coalition_create(slug=SLUG, name="Close bench mall")
+    coalition, tenant_rows = mall.coalition, mall.tenant_rows
     starts_at, ends_at = month_bounds(coalition, month)
-    categories = list(TenantCategory.values)
-    tenant_rows = []
-    with transaction.atomic():
-        for index in range(args.tenants):
-            tenant = tenant_create(
-                coalition=coalition,
-                slug=f"tenant-{index:03d}",
-                name=f"Tenant {index:03d}",
-                category=categories[index % len(categories)],
-            )
-            till = till_create(tenant=tenant, store_code="main", till_code="till-1")
-            tenant_rows.append((index, tenant.pk, till.store_id, till.pk))
     defaults = (coalition.default_price_per_point, coalition.default_reimbursement_per_point)
     if coalition.points_per_block != 1 or any(rate != coalition.point_value for rate in defaults):
         raise BenchError("the build assumes 1 point per block and every rate at nominal")
@@ -421,47 +394,28 @@ def build(args: argparse.Namespace, month: date) -> Volume:
         f"Building {month:%B %Y}: {members:,} members, {journals:,} journals, "
         f"{args.tenants} tenants"
     )
-    execute(
-        "CREATE TEMP TABLE bench_tenant (t bigint PRIMARY KEY, tenant_id bigint, store_id bigint,"
-        " till_id bigint, issued_account bigint, redeemed_account bigint)"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO bench_tenant (t, tenant_id, store_id, till_id) VALUES (%s, %s, %s, %s)",
-            tenant_rows,
-        )
-    execute(
-        "UPDATE bench_tenant t SET issued_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_issued'; "
-        "UPDATE bench_tenant t SET redeemed_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_redeemed'; ANALYZE bench_tenant"
-    )
+    tenant_table_create(tenant_rows)
     step("the plan: shoppers, journals, which lots each burn takes from", SHOPPERS_SQL)
     execute(PLAN_SQL, params)
     execute(TAKES_SQL, params)
-    # Every id written below comes from a join to the row it refers to, so a superuser loads
-    # without the per-row foreign-key checks and triggers (replica role): several times faster.
-    fast = bool(scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
-    if fast:
-        execute("SET session_replication_role = replica")
-    step("members and their accounts", MEMBERS_SQL)
-    step("journals", JOURNALS_SQL)
-    step("entries", ENTRIES_SQL)
-    step("cached balances", BALANCES_SQL)
-    step("lots", LOTS_SQL)
-    step("lot consumptions", CONSUMPTIONS_SQL)
-    if fast:
-        execute("RESET session_replication_role")
+    with bulk_load():
+        step("members and their accounts", MEMBERS_SQL)
+        step("journals", JOURNALS_SQL)
+        step("entries", ENTRIES_SQL)
+        step("cached balances", BALANCES_SQL)
+        step("lots", LOTS_SQL)
+        step("lot consumptions", CONSUMPTIONS_SQL)
     for table in ("coalition_journal", "coalition_entry"):
         execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
         )
-    began = time.monotonic()
-    execute("VACUUM ANALYZE")
-    say(f"  VACUUM ANALYZE ({time.monotonic() - began:.1f} s)")
+    if vacuum:
+        vacuum_analyze()
 
     def count(sql: str) -> int:
-        return int(scalar(sql, {"c": coalition.pk}) or 0)
+        return int(scalar(sql, {"c": coalition.pk, "start": starts_at, "end": ends_at}) or 0)
+
+    in_month = "j.posted_at >= %(start)s AND j.posted_at < %(end)s"
 
     volume = Volume(
         coalition_id=coalition.pk,
@@ -469,16 +423,24 @@ def build(args: argparse.Namespace, month: date) -> Volume:
         starts_at=starts_at,
         ends_at=ends_at,
         tenants=args.tenants,
-        members=count("SELECT count(*) FROM members_member WHERE coalition_id = %(c)s"),
-        journals=count("SELECT count(*) FROM coalition_journal WHERE coalition_id = %(c)s"),
+        members=count("SELECT count(*) FROM bench_member"),
+        journals=count(
+            f"SELECT count(*) FROM coalition_journal j WHERE j.coalition_id = %(c)s AND {in_month}"
+        ),
         entries=count(
-            "SELECT count(*) FROM coalition_entry e JOIN coalition_account a "
-            "ON a.id = e.account_id WHERE a.coalition_id = %(c)s"
+            "SELECT count(*) FROM coalition_entry e JOIN coalition_journal j "
+            f"ON j.id = e.journal_id WHERE j.coalition_id = %(c)s AND {in_month}"
         ),
         earns=count("SELECT count(*) FROM bench_plan WHERE earn"),
         burns=count("SELECT count(*) FROM bench_plan WHERE NOT earn"),
-        lots=count("SELECT count(*) FROM coalition_lot WHERE coalition_id = %(c)s"),
-        consumptions=count("SELECT count(*) FROM coalition_lotconsumption"),
+        lots=count(
+            "SELECT count(*) FROM coalition_lot l JOIN coalition_journal j ON j.id = l.journal_id "
+            f"WHERE l.coalition_id = %(c)s AND {in_month}"
+        ),
+        consumptions=count(
+            "SELECT count(*) FROM coalition_lotconsumption x JOIN coalition_journal j "
+            f"ON j.id = x.journal_id WHERE {in_month}"
+        ),
         earned_points=count("SELECT sum(points) FROM bench_plan WHERE earn"),
         burned_points=count("SELECT sum(points) FROM bench_plan WHERE NOT earn"),
         seconds=time.monotonic() - started,
@@ -487,6 +449,12 @@ def build(args: argparse.Namespace, month: date) -> Volume:
     if volume.entries != args.entries:
         raise BenchError(f"built {volume.entries:,} entries, not {args.entries:,}")
     return volume
+
+
+def vacuum_analyze() -> None:
+    began = time.monotonic()
+    execute("VACUUM ANALYZE")
+    say(f"  VACUUM ANALYZE ({time.monotonic() - began:.1f} s)")
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -502,12 +470,6 @@ class Timings:
     scan: list[float] = field(default_factory=list)
     close: list[float] = field(default_factory=list)  # the last one committed
     ledger_check: float = 0.0
-
-
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    began = time.perf_counter()
-    result = call()
-    return time.perf_counter() - began, result
 
 
 def verify(volume: Volume, timings: Timings) -> None:
@@ -638,6 +600,229 @@ def close_whole(volume: Volume, runs: int, timings: Timings) -> None:
         )
 
 
+# --- the partitioned copy ----------------------------------------------------------------------
+
+# coalition_entry rebuilt as a table partitioned by month on its posting time. An entry has no
+# posting time of its own, so the copy carries its journal's (`posted_at`): the app would have
+# to write it with each entry. The journal table stays as it is: eight tables' foreign keys name
+# `coalition_journal(id)` and the posting path's `ON CONFLICT` needs the receipt's unique index,
+# and on a partitioned table every unique index must include the partition key.
+PARTITIONED_ENTRY_DDL = """
+CREATE TABLE coalition_entry_by_month (
+    id bigint GENERATED BY DEFAULT AS IDENTITY,
+    points bigint NOT NULL,
+    value numeric(18, 4) NOT NULL,
+    balance_before bigint,
+    balance_after bigint,
+    digest varchar(64) NOT NULL,
+    account_id bigint NOT NULL
+        REFERENCES coalition_account (id) DEFERRABLE INITIALLY DEFERRED,
+    journal_id bigint NOT NULL
+        REFERENCES coalition_journal (id) DEFERRABLE INITIALLY DEFERRED,
+    posted_at timestamptz NOT NULL,  -- the journal's, written with the entry
+    PRIMARY KEY (id, posted_at),     -- a unique key must include the partition key
+    CONSTRAINT entry_balance_after_follows CHECK (
+        (balance_after IS NULL AND balance_before IS NULL)
+        OR (balance_after = balance_before + points
+            AND balance_after IS NOT NULL AND balance_before IS NOT NULL))
+) PARTITION BY RANGE (posted_at);
+CREATE INDEX ON coalition_entry_by_month (account_id, id);
+CREATE INDEX ON coalition_entry_by_month (journal_id);
+CREATE TRIGGER coalition_entry_append_only BEFORE DELETE OR UPDATE ON coalition_entry_by_month
+    FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
+CREATE TRIGGER coalition_entry_digest BEFORE INSERT ON coalition_entry_by_month
+    FOR EACH ROW EXECUTE FUNCTION ledger_entry_set_digest()
+"""
+
+PARTITION_DDL = """
+CREATE TABLE coalition_entry_{name} PARTITION OF coalition_entry_by_month
+    FOR VALUES FROM ('{start}') TO ('{end}')
+"""
+
+# The copy, then the swap; the loader runs as a superuser in replica role (no trigger
+# recomputes the digests it copies).
+PARTITIONED_ENTRY_LOAD = """
+INSERT INTO coalition_entry_by_month (id, points, value, balance_before, balance_after, digest,
+    account_id, journal_id, posted_at)
+SELECT e.id, e.points, e.value, e.balance_before, e.balance_after, e.digest, e.account_id,
+    e.journal_id, j.posted_at
+FROM coalition_entry e JOIN coalition_journal j ON j.id = e.journal_id;
+SELECT setval(pg_get_serial_sequence('coalition_entry_by_month', 'id'),
+    (SELECT max(id) FROM coalition_entry_by_month));
+DROP TABLE coalition_entry;
+ALTER TABLE coalition_entry_by_month RENAME TO coalition_entry
+"""
+
+# The close's one pass names only the journal's posting time; the variant measured here adds
+# the entry's, so that PostgreSQL reads the month's partition alone.
+MONTH_FILTER = "j.posted_at >= %(since)s AND j.posted_at < %(end)s"
+ENTRY_FILTER = " AND e.posted_at >= %(since)s AND e.posted_at < %(end)s"
+FLOOR_PRUNED_SQL = FLOOR_SQL.replace(
+    "j.posted_at < %(end)s",
+    "j.posted_at < %(end)s AND e.posted_at >= %(start)s AND e.posted_at < %(end)s",
+)
+
+
+def month_after(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def months_between(first: date, last: date) -> list[date]:
+    months = [first]
+    while months[-1] < last:
+        months.append(month_after(months[-1]))
+    return months
+
+
+def partition_ddl(coalition: Any, first: date, last: date) -> list[str]:
+    """The statements that rebuild coalition_entry partitioned by month, a partition for each
+    month from `first` to `last` (the month's bounds in the coalition's zone)."""
+    from settlement.services import month_bounds
+
+    statements = [part.strip() for part in PARTITIONED_ENTRY_DDL.split(";")]
+    for month in months_between(first, last):
+        start, end = month_bounds(coalition, month)
+        statements.append(
+            PARTITION_DDL.format(
+                name=f"{month:%Y_%m}", start=start.isoformat(), end=end.isoformat()
+            ).strip()
+        )
+    return statements
+
+
+def entry_partition(coalition_id: int, first: date, last: date) -> float:
+    """Rebuild coalition_entry, in this database, partitioned by month; returns the seconds."""
+    from django.db import connection, transaction
+
+    from coalition.models import Coalition
+
+    coalition = Coalition.objects.get(pk=coalition_id)
+    began = time.monotonic()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for statement in partition_ddl(coalition, first, last):
+                cursor.execute(statement)
+        if scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            execute("SET LOCAL session_replication_role = replica")
+        execute(PARTITIONED_ENTRY_LOAD)
+    seconds = time.monotonic() - began
+    vacuum_analyze()
+    return seconds
+
+
+@dataclass
+class Partitioned:
+    """The same month, closed on a copy whose entries are partitioned by month."""
+
+    months: int  # months in the ledger, the closed month included
+    entries: int  # in the whole ledger
+    partition_seconds: float = 0.0
+    entry_size: str = ""
+    month_size: str = ""
+    verify: float = 0.0
+    checks: list[tuple[str, float]] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    floor_pruned: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)  # the app's close, as it is
+    close_pruned: list[float] = field(default_factory=list)  # with the entry's posting time
+
+
+def entry_pruning(execute: Callable[..., Any], sql: str, *rest: Any) -> Any:
+    """Django execute wrapper: the close's one pass with the entry's posting time too."""
+    if MONTH_FILTER in sql and "FROM coalition_entry e" in sql:
+        sql = sql.replace(MONTH_FILTER, MONTH_FILTER + ENTRY_FILTER)
+        entry_pruning.used += 1  # type: ignore[attr-defined]
+    return execute(sql, *rest)
+
+
+entry_pruning.used = 0  # type: ignore[attr-defined]
+
+
+def partitioned_measure(volume: Volume, args: argparse.Namespace, result: Partitioned) -> None:
+    from django.db import connection, transaction
+
+    from coalition.models import Coalition
+    from settlement.services import period_close
+
+    first = scalar(
+        "SELECT min(posted_at) FROM coalition_journal WHERE coalition_id = %s",
+        [volume.coalition_id],
+    )
+    from zoneinfo import ZoneInfo
+
+    first_month = first.astimezone(ZoneInfo("Asia/Kolkata")).date().replace(day=1)
+    next_month = month_after(volume.month)
+    say("Partitioning coalition_entry by month on the copy")
+    result.partition_seconds = entry_partition(volume.coalition_id, first_month, next_month)
+    result.entry_size = str(
+        scalar(
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits "
+            "WHERE inhparent = 'coalition_entry'::regclass"
+        )
+    )
+    result.month_size = str(
+        scalar(
+            f"SELECT pg_size_pretty(pg_total_relation_size('coalition_entry_{volume.month:%Y_%m}'))"
+        )
+    )
+    say(f"  partitioned in {result.partition_seconds:.0f} s ({result.entry_size})")
+    timings = Timings()
+    verify(volume, timings)
+    result.verify, result.checks = timings.verify_first, timings.checks
+    params: dict[str, Any] = {
+        "c": volume.coalition_id,
+        "start": volume.starts_at,
+        "end": volume.ends_at,
+    }
+    for sql, into in ((FLOOR_SQL, result.floor), (FLOOR_PRUNED_SQL, result.floor_pruned)):
+        with connection.cursor() as cursor:
+            for run in range(args.runs + 1):
+                began = time.perf_counter()
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+                if run:
+                    into.append(time.perf_counter() - began)
+        if sum(int(row[2]) for row in rows) != volume.entries:
+            raise BenchError("a floor on the partitioned copy did not count the month's entries")
+    say(
+        f"partitioned: floor {min(result.floor):.2f} s, with the entry's posting time "
+        f"{min(result.floor_pruned):.2f} s"
+    )
+    for _ in range(args.close_runs):
+        coalition = Coalition.objects.get(pk=volume.coalition_id)
+        with transaction.atomic(), connection.execute_wrapper(entry_pruning):
+            seconds, _ = timed(partial(period_close, coalition, volume.month))
+            transaction.set_rollback(True)
+        result.close_pruned.append(seconds)
+    if not entry_pruning.used:  # type: ignore[attr-defined]
+        raise BenchError("the close's one pass no longer reads as this script expects")
+    say(
+        f"partitioned: period_close reading the month's partition: {min(result.close_pruned):.2f} s"
+    )
+    timings = Timings()
+    close_whole(volume, args.close_runs, timings)
+    result.close = timings.close
+    say(f"partitioned: period_close as it is: {min(result.close):.2f} s")
+
+
+def history_build(args: argparse.Namespace, mall: Mall) -> int:
+    """`--history` months before the month, each as large, built and closed; returns their
+    entries."""
+    from settlement.services import period_close
+
+    entries = 0
+    months = months_between(date(args.month.year - 2, args.month.month, 1), args.month)
+    for month in months[-args.history - 1 : -1]:
+        volume = build(args, month, mall, vacuum=False)
+        say(f"History: {volume.entries:,} entries in {month:%B %Y} ({volume.seconds:.0f} s)")
+        entries += volume.entries
+    if args.history:
+        began = time.monotonic()
+        period_close(mall.coalition, months[-2])
+        say(f"  closed the history ({time.monotonic() - began:.0f} s)")
+    return entries
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -648,6 +833,8 @@ class Report:
     timings: Timings
     postgres: dict[str, str]
     elapsed: float
+    history: int = 0  # entries in the months before
+    partitioned: Partitioned | None = None
 
     @property
     def floor(self) -> float:
@@ -722,37 +909,155 @@ class Report:
         parts += [f"--close-runs {self.args.close_runs}"]
         if self.args.month_given:
             parts.append(f"--month {self.volume.month:%Y-%m}")
+        if self.args.history:
+            parts.append(f"--history {self.args.history}")
+        if self.args.partitioned:
+            parts.append("--partitioned")
         return " ".join(parts)
+
+    def figures(self) -> list[Figure]:
+        figures = [
+            Figure(
+                "period_close",
+                self.close,
+                "s",
+                self.floor * TARGET_RATIO,
+                False,
+                f"floor {self.floor:.2f} s (one plain GROUP BY) x {TARGET_RATIO:.0f}",
+            ),
+            Figure("floor: one plain GROUP BY", self.floor, "s", None, False),
+            Figure(
+                "ledger_verify",
+                self.timings.verify_first,
+                "s",
+                None,
+                False,
+                f"whole ledger, {self.volume.entries + self.history:,} entries",
+            ),
+        ]
+        part = self.partitioned
+        if part is not None:
+            floor, pruned = min(part.floor), min(part.floor_pruned)
+            figures += [
+                Figure(
+                    "partitioned: period_close as it is",
+                    min(part.close),
+                    "s",
+                    floor * TARGET_RATIO,
+                    False,
+                    "floor on the partitioned copy x 3",
+                ),
+                Figure(
+                    "partitioned: period_close reading the month's partition",
+                    min(part.close_pruned),
+                    "s",
+                    pruned * TARGET_RATIO,
+                    False,
+                    "the entry's posting time in the one pass; pruned floor x 3",
+                ),
+                Figure(
+                    "partitioned: ledger_verify",
+                    part.verify,
+                    "s",
+                    self.timings.verify_first,
+                    False,
+                    "floor = ledger_verify unpartitioned",
+                ),
+            ]
+        return figures
+
+    def json_write(self, path: Path) -> None:
+        figures_write(path, "close", self.command(), self.figures())
+
+    def partitioned_markdown(self) -> list[str]:
+        part = self.partitioned
+        if part is None:
+            return []
+        v = self.volume
+
+        def row(name: str, plain: float | None, parted: float, how: str) -> str:
+            shown = "—" if plain is None else f"{plain:.2f}"
+            return f"| {name} | {shown} | {parted:.2f} | {how} |"
+
+        return [
+            "",
+            f"**Partitioned by month** (`--partitioned`): the same month with "
+            f"{self.args.history} month(s) of history before it, each as large "
+            f"({part.entries:,} entries in {part.months} months, the months before closed), "
+            "closed in this database and on "
+            "a copy whose `coalition_entry` is partitioned by month on its journal's posting "
+            f"time (rebuilt in {part.partition_seconds:.0f} s; the month's partition "
+            f"{part.month_size} of {part.entry_size}; the DDL is in docs/operations.md):",
+            "",
+            "|  | plain tables, seconds | partitioned, seconds | how |",
+            "| --- | --- | --- | --- |",
+            row(
+                "floor: one plain GROUP BY",
+                self.floor,
+                min(part.floor),
+                f"best of {self.args.runs}; the month's journals by their posting time",
+            ),
+            row(
+                "floor naming the entry's posting time",
+                None,
+                min(part.floor_pruned),
+                "the same, plus `e.posted_at` in the month: one partition read",
+            ),
+            row(
+                "`period_close` as it is",
+                self.close,
+                min(part.close),
+                f"best of {self.args.close_runs}, the last committed",
+            ),
+            row(
+                "`period_close`, its one pass naming the entry's posting time",
+                None,
+                min(part.close_pruned),
+                f"best of {self.args.close_runs}, rolled back (the query changed in this run)",
+            ),
+            row(
+                "`ledger_verify`",
+                self.timings.verify_first,
+                part.verify,
+                f"whole ledger, {part.entries:,} entries",
+            ),
+            "",
+            f"The month: {v.entries:,} entries. Partitioning alone does not shorten the close "
+            "as it is written: it names the journal's posting time, not the entry's, so every "
+            "partition is read; with the entry's posting time named it reads one.",
+        ]
 
     def markdown(self) -> str:
         v, pg = self.volume, self.postgres
-        revision = report.revision(ROOT)
         header = ["", "seconds", "÷ floor", "how"]
-        rows = [header, ["---"] * len(header), *self.rows()]
-        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        table = report.markdown_table(header, self.rows())
         floor_sql = " ".join(FLOOR_SQL.split())
         settings = ", ".join(f"`{name}={pg[name]}`" for name in SETTINGS)
         return "\n".join(
             [
                 BEGIN_MARK,
-                f"Last run {when}{revision}, {self.elapsed:.0f} s in all "
-                f"({v.seconds:.0f} s of it building the month):",
-                "",
-                "```",
-                self.command(),
-                "```",
-                "",
-                table,
-                "",
+                *report.run_heading(
+                    ROOT,
+                    self.elapsed,
+                    self.command(),
+                    table,
+                    f" ({v.seconds:.0f} s of it building the month)",
+                ),
                 f"**{self.verdict()}.**",
+                *self.partitioned_markdown(),
                 "",
                 f"- **Volume**: {v.entries:,} entries in {v.month:%B %Y} (Asia/Kolkata), "
                 f"{v.journals:,} journals ({v.earns:,} earns, {v.burns:,} burns) of two entries "
                 f"each, {v.tenants} tenants at the default rates,",
                 f"  {v.members:,} members (three earns and two burns each), {v.lots:,} lots, "
                 f"{v.consumptions:,} lot consumptions; `coalition_entry` is {pg['entry_size']} "
-                "with its indexes. The month is the whole ledger:",
+                "with its indexes. "
+                + (
+                    f"{self.args.history} months as large come before it, closed first "
+                    f"({self.history:,} entries):"
+                    if self.args.history
+                    else "The month is the whole ledger:"
+                ),
                 "  the close reads the month's entries once (and, for the first month closed, the "
                 "ledger before it); the ledger check after it reads every entry ever written, so "
                 "it grows with the history, the close does not.",
@@ -798,20 +1103,43 @@ def bench(args: argparse.Namespace, server: Server, started: float) -> int:
     server.recreate(args.database)
     migrate(server, args)
     django_setup(server, args)
-    volume = build(args, args.month)
+    mall = mall_create(args.tenants)
+    history = history_build(args, mall)
+    volume = build(args, args.month, mall)
     say(f"Built {volume.entries:,} entries in {volume.seconds:.0f} s")
+    partitioned = None
+    if args.partitioned:
+        from django.db import connections
+
+        connections.close_all()
+        with server.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}_part" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{args.database}_part" TEMPLATE "{args.database}"')
+        args.made.append(f"{args.database}_part")
+        partitioned = Partitioned(months=args.history + 1, entries=history + volume.entries)
     timings = Timings()
     verify(volume, timings)
     floor(volume, args.runs, timings)
     say(f"floor: best {min(timings.floor):.2f} s of {', '.join(f'{s:.2f}' for s in timings.floor)}")
     close_parts(volume, args.runs, timings)
     close_whole(volume, args.close_runs, timings)
-    report = Report(args, volume, timings, postgres_describe(), time.monotonic() - started)
+    described = postgres_describe()
+    if partitioned is not None:
+        from django.db import connections
+
+        connections.close_all()
+        connections["default"].settings_dict["NAME"] = f"{args.database}_part"
+        partitioned_measure(volume, args, partitioned)
+    report = Report(
+        args, volume, timings, described, time.monotonic() - started, history, partitioned
+    )
     print()
     print(report.table())
     if not args.no_docs:
         report.write_docs(DOCS)
         say(f"Wrote the close section of {DOCS.relative_to(ROOT)}")
+    if args.json:
+        report.json_write(Path(args.json))
     return 0 if report.met() else 2
 
 
@@ -868,9 +1196,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="coalition.settings.base",
         help="Django settings module for the app (%(default)s).",
     )
+    add(
+        "--history",
+        type=int,
+        default=0,
+        help="Months of history before the month, each of --entries entries, built and closed "
+        "first (0; 3 with --partitioned).",
+    )
+    add(
+        "--partitioned",
+        action="store_true",
+        help="Also close the month on a copy whose ledger entries are partitioned by month.",
+    )
     add("--keep-db", action="store_true", help="Keep the database afterwards.")
     add("--no-docs", action="store_true", help="Leave docs/benchmarks.md as it is.")
+    add("--json", metavar="PATH", help=JSON_HELP)
     args = parser.parse_args(argv)
+    if args.partitioned and not args.history:
+        args.history = 3
+    if not 0 <= args.history <= 24:
+        parser.error("--history is 0 to 24 months")
 
     if args.entries <= 0 or args.entries % (2 * SLOTS):
         parser.error(f"--entries must be a positive multiple of {2 * SLOTS}")
@@ -886,23 +1231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.database.startswith("coalition_bench"):
         parser.error("--database must start with coalition_bench (it is dropped and recreated)")
 
+    args.made = [args.database]
     server = Server(args.server.rstrip("/"))
     started = time.monotonic()
     try:
-        return bench(args, server, started)
-    except BenchError as exc:
-        print(f"close: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("close: interrupted", file=sys.stderr)
-        return 130
+        return run_reported("close", lambda: bench(args, server, started))
     finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            report.databases_drop(server, [args.database], "close")
+        report.databases_release(server, args.made, "close", keep=args.keep_db)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import report
-from close import SETTINGS, BenchError, Server, execute, postgres_describe, say, scalar
+from close import SETTINGS, postgres_describe
+from common import (
+    JSON_HELP,
+    BenchError,
+    Figure,
+    Server,
+    admin_client,
+    execute,
+    figures_write,
+    say,
+    scalar,
+)
 from expiry import database_new, use_database
 from liability import SLUG, build
 
@@ -150,20 +161,11 @@ def volume(coalition_id: int) -> dict[str, int]:
 
 def page_measure(coalition: Any, month: str, runs: int) -> dict[str, Any]:
     """GET /admin/?month=...: warm-up, then `runs` requests; seconds and statements."""
-    from django.contrib.auth import get_user_model
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
-    user_model = get_user_model()
-    user = user_model.objects.filter(username="dashboard-bench").first()
-    if user is None:
-        user = user_model.objects.create_superuser(
-            username="dashboard-bench", email="dashboard-bench@example.com", password=None
-        )
-    client = Client(SERVER_NAME="localhost")
-    client.force_login(user)
+    client = admin_client("dashboard-bench")
     url = reverse("admin:index")
     seconds, statements = [], []
     warm_up = 0.0
@@ -197,6 +199,31 @@ def page_measure(coalition: Any, month: str, runs: int) -> dict[str, Any]:
     return result
 
 
+def command(args: argparse.Namespace) -> str:
+    return (
+        f".venv/bin/python bench/dashboard.py --lots {args.lots} --members {args.members} "
+        f"--tenants {args.tenants} --months {args.months} --runs {args.runs}"
+    )
+
+
+def figures(measured: dict[str, Any]) -> list[Figure]:
+    found = []
+    for n, page in enumerate(measured["pages"]):
+        which = "current month" if n == 0 else "last month"
+        found.append(
+            Figure(
+                f"GET /admin/ ({which}), median",
+                page["median"],
+                "s",
+                TARGET_SECONDS,
+                False,
+                f"{page['statements']} statements; first request {page['warm_up']:.3f} s",
+            )
+        )
+    found.append(Figure("daily_figures_refresh (backfill)", measured["refresh"], "s", None, False))
+    return found
+
+
 def markdown(args: argparse.Namespace, measured: dict[str, Any]) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     v, pages, pg = measured["volume"], measured["pages"], measured["postgres"]
@@ -224,8 +251,7 @@ def markdown(args: argparse.Namespace, measured: dict[str, Any]) -> str:
             f"({built}{measured['refresh']:.1f} s storing the daily rows):",
             "",
             "```",
-            f".venv/bin/python bench/dashboard.py --lots {args.lots} --members {args.members} "
-            f"--tenants {args.tenants} --months {args.months} --runs {args.runs}",
+            command(args),
             "```",
             "",
             "| `GET /admin/`, month | median s | best s | first s | SQL statements | page |",
@@ -309,6 +335,8 @@ def bench(args: argparse.Namespace, server: Server, started: float, made: list[s
         )
         report.section_write(DOCS, BEGIN_MARK, END_MARK, text, introduction)
         say(f"Wrote the dashboard section of {DOCS.relative_to(ROOT)}")
+    if args.json:
+        figures_write(args.json, "dashboard", command(args), figures(measured))
     return 0
 
 
@@ -328,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--keep-db", action="store_true", help="Keep the database afterwards.")
     add("--reuse-db", action="store_true", help="Measure a --keep-db run's database; kept.")
     add("--no-docs", action="store_true", help="Leave docs/benchmarks.md as it is.")
+    add("--json", metavar="PATH", help=JSON_HELP)
     args = parser.parse_args(argv)
     if min(args.lots, args.members, args.tenants, args.months, args.runs) <= 0:
         parser.error("--lots, --members, --tenants, --months and --runs must be positive")
@@ -345,12 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 1
     finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            report.databases_drop(server, made, "dashboard")
+        report.databases_release(server, made, "dashboard", keep=args.keep_db)
 
 
 if __name__ == "__main__":

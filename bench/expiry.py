@@ -71,7 +71,7 @@ import time
 import tracemalloc
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from fractions import Fraction
 from functools import partial
@@ -85,14 +85,23 @@ from close import (
     JOURNALS_SQL,
     MEMBERS_SQL,
     SETTINGS,
-    BenchError,
-    Server,
     django_setup,
-    execute,
     migrate,
     postgres_describe,
+)
+from common import (
+    JSON_HELP,
+    BenchError,
+    Figure,
+    Server,
+    bulk_load,
+    execute,
+    figures_write,
+    run_reported,
     say,
     scalar,
+    tenant_table_create,
+    tenants_create,
     timed,
 )
 
@@ -258,33 +267,10 @@ NOT_DUE_SQL = """
 """
 
 
-def tenants_create(coalition: Any, count: int) -> list[tuple[int, int, int, int]]:
-    """`count` tenants with a store and a till each, through the services."""
-    from django.db import transaction
-
-    from tenants.models import TenantCategory
-    from tenants.services import tenant_create, till_create
-
-    categories = list(TenantCategory.values)
-    rows = []
-    with transaction.atomic():
-        for index in range(count):
-            tenant = tenant_create(
-                coalition=coalition,
-                slug=f"tenant-{index:03d}",
-                name=f"Tenant {index:03d}",
-                category=categories[index % len(categories)],
-            )
-            till = till_create(tenant=tenant, store_code="main", till_code="till-1")
-            rows.append((index, tenant.pk, till.store_id, till.pk))
-    return rows
-
-
 def build(args: argparse.Namespace, database: str, lots: int, members: int) -> Volume:
     """The coalition, its tenants, `members` members and `lots` lots (see the module's doc)."""
     from zoneinfo import ZoneInfo
 
-    from django.db import connection
     from django.utils import timezone
 
     from coalition.services import coalition_create
@@ -343,42 +329,22 @@ def build(args: argparse.Namespace, database: str, lots: int, members: int) -> V
         f"Building {lots:,} lots over {members:,} members ({due:,} due), "
         f"{args.tenants} tenants, in {database}"
     )
-    execute(
-        "CREATE TEMP TABLE bench_tenant (t bigint PRIMARY KEY, tenant_id bigint, store_id bigint,"
-        " till_id bigint, issued_account bigint, redeemed_account bigint)"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO bench_tenant (t, tenant_id, store_id, till_id) VALUES (%s, %s, %s, %s)",
-            tenant_rows,
-        )
-    execute(
-        "UPDATE bench_tenant t SET issued_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_issued'; "
-        "UPDATE bench_tenant t SET redeemed_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_redeemed'; ANALYZE bench_tenant"
-    )
+    tenant_table_create(tenant_rows)
     step("the plan: lots, burns, journals in time order", LOTS_PLAN_SQL)
     execute(BURNS_SQL, params)
     execute(PLAN_SQL, params)
     execute(LOT_STATE_SQL, params)
-    # Every id written below comes from a join to the row it refers to, so a superuser loads
-    # without the per-row foreign-key checks and triggers (replica role): several times faster.
-    fast = bool(scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
-    if fast:
-        execute("SET session_replication_role = replica")
-    step(
-        "members and their accounts",
-        MEMBERS_SQL.replace("'Close bench shopper '", "'Expiry bench member '"),
-    )
-    step("journals", JOURNALS_SQL)
-    step("entries", ENTRIES_SQL)
-    step("cached balances", BALANCES_SQL)
-    step("expiry notices", NOTICES_SQL)
-    step("lots", LOTS_SQL)
-    step("lot consumptions", CONSUMPTIONS_SQL)
-    if fast:
-        execute("RESET session_replication_role")
+    with bulk_load():
+        step(
+            "members and their accounts",
+            MEMBERS_SQL.replace("'Close bench shopper '", "'Expiry bench member '"),
+        )
+        step("journals", JOURNALS_SQL)
+        step("entries", ENTRIES_SQL)
+        step("cached balances", BALANCES_SQL)
+        step("expiry notices", NOTICES_SQL)
+        step("lots", LOTS_SQL)
+        step("lot consumptions", CONSUMPTIONS_SQL)
     for table in ("coalition_journal", "coalition_entry"):
         execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
@@ -961,6 +927,41 @@ class Report:
             ]
         )
 
+    def figures(self) -> list[Figure]:
+        figures = [
+            Figure(
+                "lots_expire",
+                self.sweep.seconds,
+                "s",
+                self.floor * TARGET_RATIO,
+                False,
+                f"floor {self.floor:.2f} s (the same writes by hand) x {TARGET_RATIO:.0f}; "
+                f"{self.sweep.due_lots:,} due lots of {self.sweep.lots:,}",
+            ),
+            Figure("floor: the same writes by hand", self.floor, "s", None, False),
+            Figure(
+                "ledger_verify after the sweep",
+                self.timings.verify_after,
+                "s",
+                None,
+                False,
+                f"{self.volume.entries:,} entries before the sweep",
+            ),
+        ]
+        big, small, ratio = self.timings.traced, self.timings.smaller, self.memory_ratio()
+        if ratio is not None and big is not None and small is not None:
+            figures.append(
+                Figure(
+                    "Python peak, full size ÷ smaller",
+                    ratio,
+                    "x",
+                    FLAT_RATIO,
+                    False,
+                    f"{big.lots:,} lots against {small.lots:,}: flat",
+                )
+            )
+        return figures
+
     def command(self) -> str:
         a = self.args
         parts = [".venv/bin/python bench/expiry.py", f"--lots {a.lots}", f"--members {a.members}"]
@@ -972,28 +973,21 @@ class Report:
 
     def markdown(self) -> str:
         v, pg = self.volume, self.postgres
-        revision = report.revision(ROOT)
         header = ["", "seconds", "÷ floor", "how"]
-        rows = [header, ["---"] * len(header), *self.rows()]
-        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
-        memory_header = list(self.MEMORY_HEADER)
-        memory = [memory_header, ["---"] * len(memory_header), *self.memory_rows()]
-        memory_table = "\n".join("| " + " | ".join(row) + " |" for row in memory)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        table = report.markdown_table(header, self.rows())
+        memory_table = report.markdown_table(list(self.MEMORY_HEADER), self.memory_rows())
         settings = ", ".join(f"`{name}={pg[name]}`" for name in SETTINGS)
         floor_sql = [" ".join(sql.split()) for _, sql in FLOOR_STATEMENTS]
         return "\n".join(
             [
                 BEGIN_MARK,
-                f"Last run {when}{revision}, {self.elapsed:.0f} s in all "
-                f"({v.seconds:.0f} s of it building the full-size ledger):",
-                "",
-                "```",
-                self.command(),
-                "```",
-                "",
-                table,
-                "",
+                *report.run_heading(
+                    ROOT,
+                    self.elapsed,
+                    self.command(),
+                    table,
+                    f" ({v.seconds:.0f} s of it building the full-size ledger)",
+                ),
                 f"**{self.verdict()}.**",
                 "",
                 memory_table,
@@ -1100,6 +1094,8 @@ def bench(args: argparse.Namespace, server: Server, started: float, made: list[s
     if not args.no_docs:
         result.write_docs(DOCS)
         say(f"Wrote the expiry section of {DOCS.relative_to(ROOT)}")
+    if args.json:
+        figures_write(args.json, "expiry", result.command(), result.figures())
     return 0 if result.met() and result.flat() is not False else 2
 
 
@@ -1159,6 +1155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add("--keep-db", action="store_true", help="Keep the databases afterwards.")
     add("--no-docs", action="store_true", help="Leave docs/benchmarks.md as it is.")
+    add("--json", metavar="PATH", help=JSON_HELP)
     args = parser.parse_args(argv)
 
     if min(args.lots, args.members, args.tenants, args.runs) <= 0:
@@ -1179,20 +1176,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     made: list[str] = []
     try:
-        return bench(args, server, started, made)
-    except BenchError as exc:
-        print(f"expiry: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("expiry: interrupted", file=sys.stderr)
-        return 130
+        return run_reported("expiry", lambda: bench(args, server, started, made))
     finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            report.databases_drop(server, made, "expiry")
+        report.databases_release(server, made, "expiry", keep=args.keep_db)
 
 
 if __name__ == "__main__":

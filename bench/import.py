@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import report
-from close import BenchError, Server, say
+from common import JSON_HELP, BenchError, Figure, Server, figures_write, run_reported, say
 from expiry import database_new
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,6 +244,17 @@ def markdown(run: Run, args: argparse.Namespace, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+def figures(run: Run) -> list[Figure]:
+    """Each pass's rate and the process's peak memory; the issue sets no figure to meet."""
+    found = [
+        Figure(f"{p.name}: rows/s", p.rate, "rows/s", None, True, f"{p.rows:,} rows")
+        for p in run.passes
+    ]
+    peak = max([run.build_maxrss, *(p.maxrss for p in run.passes)])
+    found.append(Figure("peak memory (maxrss)", peak, "MiB", None, False, "bounded: a chunk"))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-db", action="store_true", help="Keep the database afterwards.")
     parser.add_argument("--no-docs", action="store_true", help="Leave docs/benchmarks.md as is.")
+    parser.add_argument("--json", metavar="PATH", help=JSON_HELP)
     args = parser.parse_args(argv)
     if args.rows <= 0:
         parser.error("--rows must be positive")
@@ -266,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(args.server.rstrip("/"))
     media = Path(tempfile.mkdtemp(prefix="bench-import-"))
     started = time.monotonic()
-    try:
+
+    def measure() -> int:
         run = bench(args, server, media)
         elapsed = time.monotonic() - started
         if not args.no_docs:
@@ -278,21 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                 "## Member import (issue 7)\n\nA tenant's old programme brought in: enrolment, "
                 "consents and opening balances, dry run then import, through the import job.",
             )
+        if args.json:
+            command = f".venv/bin/python bench/import.py --rows {args.rows}"
+            figures_write(args.json, "import", command, figures(run))
         return 0
-    except BenchError as exc:
-        print(f"import: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("import: interrupted", file=sys.stderr)
-        return 130
+
+    try:
+        return run_reported("import", measure)
     finally:
         shutil.rmtree(media, ignore_errors=True)
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            report.databases_drop(server, [args.database], "import")
+        report.databases_release(server, [args.database], "import", keep=args.keep_db)
 
 
 if __name__ == "__main__":

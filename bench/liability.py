@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from types import FrameType
@@ -65,8 +65,23 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import report
-from close import MEMBERS_SQL, SETTINGS, BenchError, Server, execute, postgres_describe, say, scalar
-from expiry import database_new, tenants_create, use_database
+from close import MEMBERS_SQL, SETTINGS, postgres_describe
+from common import (
+    JSON_HELP,
+    BenchError,
+    Figure,
+    Server,
+    admin_client,
+    bulk_load,
+    execute,
+    figures_write,
+    run_reported,
+    say,
+    scalar,
+    tenant_table_create,
+    tenants_create,
+)
+from expiry import database_new, use_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -281,7 +296,6 @@ def build(args: argparse.Namespace) -> None:
     """The coalition, its tenants, members, lots and what became of them (see the module doc)."""
     from zoneinfo import ZoneInfo
 
-    from django.db import connection
     from django.utils import timezone
 
     from coalition.models import AccountKind
@@ -347,41 +361,21 @@ def build(args: argparse.Namespace) -> None:
         f"Building {args.lots:,} lots over {args.members:,} members and {args.months} months, "
         f"{args.tenants} tenants, in {args.database}"
     )
-    execute(
-        "CREATE TEMP TABLE bench_tenant (t bigint PRIMARY KEY, tenant_id bigint, store_id bigint,"
-        " till_id bigint, issued_account bigint, redeemed_account bigint)"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO bench_tenant (t, tenant_id, store_id, till_id) VALUES (%s, %s, %s, %s)",
-            tenant_rows,
-        )
-    execute(
-        "UPDATE bench_tenant t SET issued_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_issued'; "
-        "UPDATE bench_tenant t SET redeemed_account = a.id FROM coalition_account a "
-        "WHERE a.tenant_id = t.tenant_id AND a.kind = 'tenant_redeemed'; ANALYZE bench_tenant"
-    )
+    tenant_table_create(tenant_rows)
     step("the plan: lots and what became of them", LOTS_PLAN_SQL)
     step("the plan: journals in time order", JOURNAL_PLAN_SQL)
-    # Every id written below comes from a join to the row it refers to, so a superuser loads
-    # without the per-row foreign-key checks and triggers (replica role): several times faster.
-    fast = bool(scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
-    if fast:
-        execute("SET session_replication_role = replica")
-    execute("SET work_mem = '256MB'")  # the entries' running balances sort in memory
-    step(
-        "members and their accounts",
-        MEMBERS_SQL.replace("'Close bench shopper '", "'Liability bench member '"),
-    )
-    step("journals", JOURNALS_SQL)
-    step("entries", ENTRIES_SQL)
-    step("cached balances", BALANCES_SQL)
-    step("lots", LOTS_SQL)
-    step("lot consumptions", CONSUMPTIONS_SQL)
-    execute("RESET work_mem")
-    if fast:
-        execute("RESET session_replication_role")
+    with bulk_load():
+        execute("SET work_mem = '256MB'")  # the entries' running balances sort in memory
+        step(
+            "members and their accounts",
+            MEMBERS_SQL.replace("'Close bench shopper '", "'Liability bench member '"),
+        )
+        step("journals", JOURNALS_SQL)
+        step("entries", ENTRIES_SQL)
+        step("cached balances", BALANCES_SQL)
+        step("lots", LOTS_SQL)
+        step("lot consumptions", CONSUMPTIONS_SQL)
+        execute("RESET work_mem")
     for table in ("coalition_journal", "coalition_entry", "coalition_lot"):
         execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
@@ -617,18 +611,9 @@ def figures_check(figures: Any, volume: Volume) -> None:
 
 def pages_measure(coalition_id: int, runs: int, timings: Timings) -> None:
     """The admin page and its CSV through the test client, as a logged-in superuser."""
-    from django.contrib.auth import get_user_model
-    from django.test import Client
     from django.urls import reverse
 
-    user_model = get_user_model()
-    user = user_model.objects.filter(username="liability-bench").first()
-    if user is None:
-        user = user_model.objects.create_superuser(
-            username="liability-bench", email="liability-bench@example.com", password=None
-        )
-    client = Client(SERVER_NAME="localhost")  # ALLOWED_HOSTS has no "testserver"
-    client.force_login(user)
+    client = admin_client("liability-bench")
     for request, view, expected in (
         (timings.page, "liability", "text/html"),
         (timings.csv, "liability_csv", "text/csv"),
@@ -716,6 +701,29 @@ class Report:
             rows.append(row(name, request.seconds, how))
         return rows
 
+    def figures(self) -> list[Figure]:
+        t = self.timings
+        reference = f"no target; the dashboard's {REFERENCE_SECONDS:.0f} s for reference"
+        return [
+            Figure("liability(coalition), median", median(t.selector), "s", None, False),
+            Figure(
+                "page GET .../liability/, median",
+                median(t.page.seconds),
+                "s",
+                REFERENCE_SECONDS,
+                False,
+                reference,
+            ),
+            Figure(
+                "CSV GET .../liability.csv, median",
+                median(t.csv.seconds),
+                "s",
+                REFERENCE_SECONDS,
+                False,
+                reference,
+            ),
+        ]
+
     def verdict(self) -> str:
         page = median(self.timings.page.seconds)
         met = "meets" if page < REFERENCE_SECONDS else "does NOT meet"
@@ -777,9 +785,7 @@ class Report:
     def markdown(self) -> str:
         v, t, pg = self.volume, self.timings, self.postgres
         header = ["", "median s", "best s", "how"]
-        rows = [header, ["---"] * len(header), *self.rows()]
-        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        table = report.markdown_table(header, self.rows())
         settings = ", ".join(f"`{name}={pg[name]}`" for name in SETTINGS)
         built = (
             f" ({self.build_seconds:.0f} s of it building the mall)"
@@ -791,14 +797,7 @@ class Report:
         return "\n".join(
             [
                 BEGIN_MARK,
-                f"Last run {when}{report.revision(ROOT)}, {self.elapsed:.0f} s in all{built}:",
-                "",
-                "```",
-                self.command(),
-                "```",
-                "",
-                table,
-                "",
+                *report.run_heading(ROOT, self.elapsed, self.command(), table, built),
                 f"**{self.verdict()}.**",
                 "",
                 f"The {self.slowest_line()}. Its plan (`EXPLAIN (ANALYZE, BUFFERS)` with the "
@@ -893,6 +892,8 @@ def bench(args: argparse.Namespace, server: Server, started: float, made: list[s
     if not args.no_docs:
         result.write_docs(DOCS)
         say(f"Wrote the liability section of {DOCS.relative_to(ROOT)}")
+    if args.json:
+        figures_write(args.json, "liability", result.command(), result.figures())
     return 0
 
 
@@ -928,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Measure the database a --keep-db run left (--database), without building; kept.",
     )
     add("--no-docs", action="store_true", help="Leave docs/benchmarks.md as it is.")
+    add("--json", metavar="PATH", help=JSON_HELP)
     args = parser.parse_args(argv)
 
     if min(args.lots, args.members, args.tenants, args.months, args.runs) <= 0:
@@ -951,20 +953,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     made: list[str] = []
     try:
-        return bench(args, server, started, made)
-    except BenchError as exc:
-        print(f"liability: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("liability: interrupted", file=sys.stderr)
-        return 130
+        return run_reported("liability", lambda: bench(args, server, started, made))
     finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            report.databases_drop(server, made, "liability")
+        report.databases_release(server, made, "liability", keep=args.keep_db)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def revision(root: Path) -> str:
     return ""
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table: the header, its rule, then the rows."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def run_heading(root: Path, elapsed: float, command: str, table: str, built: str = "") -> list[str]:
+    """The lines a section opens with after its marker: when and at which commit it ran, how long
+    it took in all (`built`: e.g. ` (40 s of it building the month)`), its command, its table."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    heading = f"Last run {when}{revision(root)}, {elapsed:.0f} s in all{built}:"
+    return [heading, "", "```", command, "```", "", table, ""]
+
+
 def section_write(path: Path, begin: str, end: str, generated: str, introduction: str) -> None:
     """Replace the text between `begin` and `end` with `generated`; without the markers, add the
     section at the end of the file, after its heading and `introduction`."""
@@ -84,3 +99,17 @@ def databases_drop(server: Any, names: Iterable[str], tool: str) -> None:
             server.drop(name)
         except psycopg.Error as exc:
             print(f"{tool}: could not drop the database {name}: {exc}", file=sys.stderr)
+
+
+def databases_release(server: Any, names: Iterable[str], tool: str, *, keep: bool) -> None:
+    """On the way out: close Django's connections when this process set Django up, then drop the
+    run's databases unless `keep`."""
+    if "django" in sys.modules:
+        from django.conf import settings
+
+        if settings.configured:  # imported is not set up: soak's parent process imports Django
+            from django.db import connections
+
+            connections.close_all()
+    if not keep:
+        databases_drop(server, names, tool)

@@ -48,13 +48,13 @@ import urllib.request
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+import common
 import report
+from common import JSON_HELP, BenchError, Figure, exit_on_signals, figures_write, run_reported, say
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "till_load.lua"
@@ -69,14 +69,6 @@ CARD_BASE = "79999"  # bench members' cards: 79999 + 10-digit index + Luhn digit
 RESULT_PREFIX = "TILL_LOAD_RESULT "
 QUIET = 0.15  # a run starts once the machine is under 15% busy (or --quiet-wait has passed)
 NOISY = 0.10  # other people's share of the CPU above which a run is flagged
-
-
-class BenchError(Exception):
-    """A step failed; the message says which."""
-
-
-def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -143,10 +135,6 @@ def _exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
-
-
-def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 # --- CPU accounting -----------------------------------------------------------------------------
@@ -287,26 +275,8 @@ def wait_for_quiet(limit: float, seconds: float) -> float:
 
 
 @dataclass(frozen=True)
-class Server:
-    url: str  # postgres://user@host:port (no database)
-
-    def database_url(self, name: str) -> str:
-        parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
-
-    def connect(self, name: str = "postgres") -> Any:
-        import psycopg
-
-        return psycopg.connect(self.database_url(name), autocommit=True)
-
-    def recreate(self, name: str) -> None:
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop(self, name: str) -> None:
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+class Server(common.Server):
+    """The benchmarks' server, with what pgbench and the report need of it."""
 
     def libpq_args(self) -> list[str]:
         parts = urlsplit(self.url)
@@ -486,6 +456,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def gunicorn_start(
+    children: Children,
+    python: str,
+    port: int,
+    workers: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+) -> subprocess.Popen[Any]:
+    """The app under gunicorn on 127.0.0.1:`port` (`workers`: its worker options), logging to
+    `log`; returns once it answers."""
+    gunicorn = [python, "-m", "gunicorn", "coalition.wsgi:application"]
+    gunicorn += ["--bind", f"127.0.0.1:{port}", *workers]
+    gunicorn += ["--backlog", "2048", "--timeout", "60", "--log-level", "warning"]
+    gunicorn += ["--error-logfile", str(log), "--chdir", str(ROOT)]
+    with open(log, "w") as out:
+        proc = children.start(gunicorn, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wait_until_up(f"http://127.0.0.1:{port}", proc, log)
+    return proc
+
+
 def wait_until_up(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -637,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help=argparse.SUPPRESS)
     add("--pgbench", default=shutil.which("pgbench") or "/usr/bin/pgbench", help=argparse.SUPPRESS)
     # Internal: the preparation steps, run in child processes that set up Django.
+    add("--json", metavar="PATH", help=JSON_HELP)
     parser.add_argument("--prepare-members", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepare-keys", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-campaigns", action="store_true", help=argparse.SUPPRESS)
@@ -664,24 +655,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reuse_db:
         args.keep_db = True
 
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+    exit_on_signals()
     children = Children()
     server = Server(args.server.rstrip("/"))
     started = time.monotonic()
-    try:
+
+    def measure() -> int:
         with tempfile.TemporaryDirectory(prefix="till_load_") as scratch:
             return bench(args, children, server, Path(scratch), started)
-    except BenchError as exc:
-        print(f"till_load: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("till_load: interrupted", file=sys.stderr)
-        return 130
+
+    try:
+        return run_reported("till_load", measure)
     finally:
         children.stop_all()
-        if not args.keep_db:
-            report.databases_drop(server, [args.database, f"{args.database}_pgbench"], "till_load")
+        made = [args.database, f"{args.database}_pgbench"]
+        report.databases_release(server, made, "till_load", keep=args.keep_db)
 
 
 def django_env(server: Server, args: argparse.Namespace) -> dict[str, str]:
@@ -753,38 +741,14 @@ def bench(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = scratch / "gunicorn.log"
-    gunicorn = [
-        python,
-        "-m",
-        "gunicorn",
-        "coalition.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(args.workers),
-        "--worker-class",
-        args.worker_class,
-        "--threads",
-        str(args.threads),
-        "--backlog",
-        "2048",
-        "--timeout",
-        "60",
-        "--log-level",
-        "warning",
-        "--error-logfile",
-        str(log),
-        "--chdir",
-        str(ROOT),
-    ]
     say(
         f"gunicorn: {args.workers} {args.worker_class} workers"
         + (f" x {args.threads} threads" if args.worker_class == "gthread" else "")
         + f" on {url}"
     )
-    with open(log, "w") as log_out:
-        proc = children.start(gunicorn, env=env, stdout=log_out, stderr=subprocess.STDOUT)
-    wait_until_up(url, proc, log)
+    workers = ["--workers", str(args.workers), "--worker-class", args.worker_class]
+    workers += ["--threads", str(args.threads)]
+    proc = gunicorn_start(children, python, port, workers, env, log)
     results = []
     for kind in ("earn", "burn"):
         if args.warmup:
@@ -823,6 +787,8 @@ def bench(
     if not args.no_docs:
         report.write_docs(DOCS)
         say(f"Wrote the till section of {DOCS.relative_to(ROOT)}")
+    if args.json:
+        figures_write(args.json, "till_load", report.command(), report.figures())
     return 0 if report.all_met() else 2
 
 
@@ -874,6 +840,35 @@ class Report:
             )
         rows.append(["pgbench", f"{self.pgbench.tps:,.0f} TPS", "", "", "", "1", "", ""])
         return rows
+
+    def figures(self) -> list[Figure]:
+        tps = self.pgbench.tps
+        figures = []
+        for r in self.results:
+            target = TARGETS[r.name]
+            figures += [
+                Figure(
+                    f"{r.name} req/s",
+                    r.rps,
+                    "req/s",
+                    target * tps if tps else None,
+                    True,
+                    f"target {target:.2f} x pgbench's {tps:,.0f} TPS",
+                ),
+                Figure(f"{r.name} p99", r.p99_ms, "ms", P99_TARGET_MS, False),
+                Figure(f"{r.name} errors", r.errors, "requests", 0, False, "none allowed"),
+                Figure(
+                    f"{r.name} CPU per request (gunicorn + PostgreSQL)",
+                    r.cpu_ms(r.usage.app) + r.cpu_ms(r.usage.postgres),
+                    "ms",
+                    None,
+                    False,
+                    f"gunicorn {r.cpu_ms(r.usage.app):.1f} ms with {self.args.workers} "
+                    f"{self.args.worker_class} workers",
+                ),
+            ]
+        figures.append(Figure("pgbench", tps, "TPS", None, True, "TPC-B-like, same server"))
+        return figures
 
     def table(self) -> str:
         rows = [list(self.HEADER), *self.rows()]
@@ -932,28 +927,18 @@ class Report:
 
     def markdown(self) -> str:
         a, setup, pg = self.args, self.setup, self.postgres
-        revision = report.revision(ROOT)
         header = ["endpoint", *self.HEADER[1:-1], "verdict"]
-        rows = [header, ["---"] * len(header), *self.rows()]
-        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+        table = report.markdown_table(header, self.rows())
         worker = f"{a.workers} {a.worker_class} workers" + (
             f" x {a.threads} threads" if a.worker_class == "gthread" else ""
         )
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         usage = "\n".join(f"  - {line}" for line in [*self.cpu_lines(), *self.noise_lines()])
         version = pg["version"].split(" on ")[0]
         threads = "thread" if a.wrk_threads == 1 else "threads"
         return "\n".join(
             [
                 BEGIN_MARK,
-                f"Last run {when}{revision}, {self.elapsed:.0f} s in all:",
-                "",
-                "```",
-                self.command(),
-                "```",
-                "",
-                table,
-                "",
+                *report.run_heading(ROOT, self.elapsed, self.command(), table),
                 f"- **Load**: wrk, {a.wrk_threads} {threads}, {a.clients} connections, "
                 f"{a.duration} s per endpoint after {a.warmup} s of warm-up, with "
                 "`bench/till_load.lua`.",
