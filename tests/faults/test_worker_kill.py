@@ -20,9 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from coalition.models import Batch, BatchLine, BatchStatus, Coalition, LineStatus
 from coalition.selectors import ledger_verify
@@ -203,6 +204,14 @@ def beat_catches_up(task: str, started: list[CeleryProcess]) -> None:
     while the worker was dead is due now (the other periodic tasks are switched off)."""
     beat_schedule_sync()  # the schedule `migrate` leaves (a flush between tests removes it)
     PeriodicTask.objects.exclude(task=task).update(enabled=False)
+    # django-celery-beat only loads crontab jobs whose hour is within two hours of now, so the
+    # daily 00:15 sweep would be missed at most hours of the day: the job keeps its minute and
+    # runs every hour here, which beat always loads.
+    every_hour, _ = CrontabSchedule.objects.get_or_create(
+        minute="15", hour="*", day_of_week="*", day_of_month="*", month_of_year="*",
+        timezone=settings.CELERY_TIMEZONE,
+    )  # fmt: skip
+    PeriodicTask.objects.filter(task=task, crontab__hour__regex=r"^\d+$").update(crontab=every_hour)
     PeriodicTask.objects.filter(task=task).update(
         enabled=True, last_run_at=timezone.now() - timedelta(days=2)
     )

@@ -94,8 +94,9 @@ class CeleryProcess:
     def close(self) -> None:
         self.kill()
         self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        if not os.environ.get("KEEP_CELERY_LOGS"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.log.name)
 
 
 def worker_start(
