@@ -17,12 +17,10 @@ Latin-1, UTF-16 with and without a BOM or cp1252, and sometimes corrupts a few b
 """
 
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import transaction
 from django.test import Client
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -256,23 +254,6 @@ def identifiers(coalition: Coalition) -> dict[str, str]:
 def till_api(api_a: TillClient) -> TillClient:
     """Tenant A's till, with a client that answers a crash with a 500 instead of raising it."""
     return TillClient(till=api_a.till, key=api_a.key, client=Client(raise_request_exception=False))
-
-
-@pytest.fixture
-def example_savepoint(db: Any) -> Iterator[Any]:
-    """Run a block in a savepoint and roll it back, so that each Hypothesis example starts from
-    the same rows."""
-
-    class Savepoint:
-        def __enter__(self) -> None:
-            self.atomic = transaction.atomic()
-            self.atomic.__enter__()
-
-        def __exit__(self, *exc: Any) -> None:
-            transaction.set_rollback(True)
-            self.atomic.__exit__(*exc)
-
-    yield Savepoint
 
 
 def upload_and_process(api: TillClient, content: bytes, multipart: bool) -> list[BatchLine] | None:

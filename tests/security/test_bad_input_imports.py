@@ -13,14 +13,12 @@ on the preview.
 """
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -154,20 +152,6 @@ def media(settings: Any, tmp_path: Path) -> Path:
 @pytest.fixture
 def admin_user(db: Any) -> User:
     return User.objects.create_superuser("root", password="x")
-
-
-@pytest.fixture
-def example_savepoint(db: Any) -> Iterator[Any]:
-    class Savepoint:
-        def __enter__(self) -> None:
-            self.atomic = transaction.atomic()
-            self.atomic.__enter__()
-
-        def __exit__(self, *exc: Any) -> None:
-            transaction.set_rollback(True)
-            self.atomic.__exit__(*exc)
-
-    yield Savepoint
 
 
 def written(coalition: Coalition) -> tuple[int, ...]:

@@ -11,13 +11,11 @@ apostrophe, which `csv_uncell` (and so the import) takes off again.
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, example, given, settings
@@ -91,22 +89,6 @@ def assert_no_formula(rows: list[list[str]]) -> None:
 
 def cells(rows: list[list[str]]) -> set[str]:
     return {cell for row in rows for cell in row}
-
-
-@pytest.fixture
-def example_savepoint(db: Any) -> Iterator[Any]:
-    """Run a block in a savepoint and roll it back: each Hypothesis example starts clean."""
-
-    class Savepoint:
-        def __enter__(self) -> None:
-            self.atomic = transaction.atomic()
-            self.atomic.__enter__()
-
-        def __exit__(self, *exc: Any) -> None:
-            transaction.set_rollback(True)
-            self.atomic.__exit__(*exc)
-
-    yield Savepoint
 
 
 # The shared writer ------------------------------------------------------------------------------
